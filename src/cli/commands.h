@@ -1,0 +1,8 @@
+/* The subcommands of `edgecoder`; each lives in its own cmd_<name>.c. */
+#ifndef EC_CLI_COMMANDS_H
+#define EC_CLI_COMMANDS_H
+
+int cmd_migrate(int argc, char **argv);
+int cmd_edge_demo(int argc, char **argv);
+
+#endif

@@ -1,0 +1,52 @@
+/* edgecoder: one executable for every service and tool; dispatches to a subcommand. */
+#include "cli/commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifndef EDGECODER_VERSION
+#define EDGECODER_VERSION "dev"
+#endif
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand's name */
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    { "migrate", cmd_migrate, "apply database migrations: migrate --db coordinator|portal" },
+    { "edge-demo", cmd_edge_demo, "a minimal HTTP edge service (tests and benchmarks)" },
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: edgecoder <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %-20s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n`edgecoder <command> --help` describes a command; services also take "
+                 "--help-config.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 64;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("edgecoder %s\n", EDGECODER_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "edgecoder: unknown command \"%s\"\n\n", argv[1]);
+    usage(stderr);
+    return 64;
+}
