@@ -1,0 +1,8 @@
+-- Key/value facts about this database that the coordinator and control plane share
+-- (e.g. when the schema was created). schema_migrations itself is created by the migrator.
+CREATE TABLE service_meta (
+    key        text PRIMARY KEY,
+    value      text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO service_meta (key, value) VALUES ('created_by', 'edgecoder migrate');
