@@ -11,10 +11,10 @@ struct ec_arena_chunk;
 struct ec_arena_cleanup;
 
 struct ec_arena {
-    struct ec_arena_chunk *head;      /* newest chunk first */
+    struct ec_arena_chunk *head;       /* newest chunk first */
     struct ec_arena_cleanup *cleanups; /* newest first */
     size_t chunk_size;
-    char first[2048];                 /* inline first chunk: small requests never call malloc */
+    char first[2048]; /* inline first chunk: small requests never call malloc */
     size_t first_used;
 };
 

@@ -114,7 +114,8 @@ static void load_var(const struct ec_cfg_var *v, void *cfg, bool production,
         if (value == NULL)
             break;
         if (value[0] != '\0' && v->type == EC_CFG_URL && !url_ok(value))
-            ec_cfg_problem(p, v->env, "\"%s\" is not a URL (http, https, grpc or grpcs with a host)",
+            ec_cfg_problem(p, v->env,
+                           "\"%s\" is not a URL (http, https, grpc or grpcs with a host)",
                            shown(v, value));
         if (value[0] != '\0' && v->type == EC_CFG_PATH && access(value, R_OK) != 0)
             ec_cfg_problem(p, v->env, "cannot read file \"%s\": %s", value, strerror(errno));
@@ -137,8 +138,8 @@ int ec_config_load(const struct ec_cfg_spec *spec, void *cfg, struct ec_cfg_prob
     const char *env = getenv("EDGECODER_ENV");
     if (env != NULL && env[0] != '\0' && strcmp(env, "production") != 0 &&
         strcmp(env, "development") != 0 && strcmp(env, "test") != 0)
-        ec_cfg_problem(problems, "EDGECODER_ENV", "\"%s\" is not one of production, development, test",
-                       env);
+        ec_cfg_problem(problems, "EDGECODER_ENV",
+                       "\"%s\" is not one of production, development, test", env);
     for (size_t i = 0; i < spec->nvars; i++)
         load_var(&spec->vars[i], cfg, production, problems);
     if (spec->check != NULL)
@@ -177,7 +178,8 @@ static const char *flags_text(unsigned flags)
     if (flags & EC_CFG_REQUIRED)
         return (flags & EC_CFG_SECRET) ? "required, secret" : "required";
     if (flags & EC_CFG_REQUIRED_PROD)
-        return (flags & EC_CFG_SECRET) ? "required in production, secret" : "required in production";
+        return (flags & EC_CFG_SECRET) ? "required in production, secret"
+                                       : "required in production";
     return (flags & EC_CFG_SECRET) ? "secret" : "";
 }
 
@@ -193,8 +195,10 @@ void ec_config_print_help(const struct ec_cfg_spec *spec, FILE *out, bool markdo
         }
         return;
     }
-    fprintf(out, "edgecoder %s: configuration from the environment\n"
-                 "(EDGECODER_ENV=production turns on the production rules)\n\n", spec->service);
+    fprintf(out,
+            "edgecoder %s: configuration from the environment\n"
+            "(EDGECODER_ENV=production turns on the production rules)\n\n",
+            spec->service);
     for (size_t i = 0; i < spec->nvars; i++) {
         const struct ec_cfg_var *v = &spec->vars[i];
         fprintf(out, "  %-40s %-8s", v->env, type_names[v->type]);

@@ -11,7 +11,7 @@ struct ec_embedded_file {
     size_t len;
 };
 
-extern const struct ec_embedded_file edge_assets[];  /* assets/ */
+extern const struct ec_embedded_file edge_assets[];   /* assets/ */
 extern const struct ec_embedded_file ec_migrations[]; /* db/: "coordinator/0001_x.sql", ... */
 
 #endif

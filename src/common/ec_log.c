@@ -47,8 +47,8 @@ void ec_log_fields(enum ec_log_level lvl, const char *msg, const struct ec_log_f
     char when[40];
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 
-    ec_buf_printf(&b, "{\"ts\":\"%s.%03ldZ\",\"lvl\":\"%s\",\"svc\":\"", when,
-                  ts.tv_nsec / 1000000, level_names[lvl]);
+    ec_buf_printf(&b, "{\"ts\":\"%s.%03ldZ\",\"lvl\":\"%s\",\"svc\":\"", when, ts.tv_nsec / 1000000,
+                  level_names[lvl]);
     ec_buf_json_escape(&b, log_svc, strlen(log_svc));
     ec_buf_puts(&b, "\",\"msg\":\"");
     ec_buf_json_escape(&b, msg, strlen(msg));

@@ -20,7 +20,8 @@ struct ec_log_field {
 };
 
 #define EC_LS(k, val) ((struct ec_log_field){ .type = EC_LF_STR, .key = (k), .v.s = (val) })
-#define EC_LI(k, val) ((struct ec_log_field){ .type = EC_LF_INT, .key = (k), .v.i = (int64_t)(val) })
+#define EC_LI(k, val) \
+    ((struct ec_log_field){ .type = EC_LF_INT, .key = (k), .v.i = (int64_t)(val) })
 #define EC_LD(k, val) ((struct ec_log_field){ .type = EC_LF_DBL, .key = (k), .v.d = (double)(val) })
 #define EC_LB(k, val) ((struct ec_log_field){ .type = EC_LF_BOOL, .key = (k), .v.i = !!(val) })
 
@@ -30,11 +31,11 @@ enum ec_log_level ec_log_level_parse(const char *s, enum ec_log_level dflt);
 int ec_log_enabled(enum ec_log_level lvl);
 void ec_log_fields(enum ec_log_level lvl, const char *msg, const struct ec_log_field *fields);
 
-#define EC_LOG_(lvl, msg, ...)                                                                     \
-    do {                                                                                           \
-        if (ec_log_enabled(lvl))                                                                   \
-            ec_log_fields(lvl, msg,                                                                \
-                          (const struct ec_log_field[]){ __VA_ARGS__ __VA_OPT__(, ){ 0 } });     \
+#define EC_LOG_(lvl, msg, ...)                                                               \
+    do {                                                                                     \
+        if (ec_log_enabled(lvl))                                                             \
+            ec_log_fields(lvl, msg,                                                          \
+                          (const struct ec_log_field[]){ __VA_ARGS__ __VA_OPT__(, ){ 0 } }); \
     } while (0)
 #define EC_DEBUG(msg, ...) EC_LOG_(EC_LOG_DEBUG, msg __VA_OPT__(, ) __VA_ARGS__)
 #define EC_INFO(msg, ...)  EC_LOG_(EC_LOG_INFO, msg __VA_OPT__(, ) __VA_ARGS__)

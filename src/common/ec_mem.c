@@ -10,7 +10,8 @@
 static _Noreturn void oom(size_t n)
 {
     char line[96];
-    int len = snprintf(line, sizeof(line), "{\"lvl\":\"fatal\",\"msg\":\"out of memory\",\"bytes\":%zu}\n", n);
+    int len = snprintf(line, sizeof(line),
+                       "{\"lvl\":\"fatal\",\"msg\":\"out of memory\",\"bytes\":%zu}\n", n);
     if (len > 0 && write(STDERR_FILENO, line, (size_t)len) < 0)
         abort();
     abort();

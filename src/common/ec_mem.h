@@ -12,10 +12,10 @@ char *ec_xstrdup(const char *s);
 char *ec_xstrndup(const char *s, size_t n);
 
 /* A broken invariant is a bug: log file:line and abort. */
-#define EC_ASSERT(cond)                                                                            \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            ec_assert_fail(#cond, __FILE__, __LINE__);                                             \
+#define EC_ASSERT(cond)                                \
+    do {                                               \
+        if (!(cond))                                   \
+            ec_assert_fail(#cond, __FILE__, __LINE__); \
     } while (0)
 _Noreturn void ec_assert_fail(const char *expr, const char *file, int line);
 

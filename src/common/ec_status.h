@@ -1,5 +1,6 @@
 /* The one status enum of the program and the table that maps each status to its HTTP status,
- * gRPC status code and stable snake_case error code. Handlers return a status; transports map it. */
+ * gRPC status code and stable snake_case error code. Handlers return a status; transports map it.
+ */
 #ifndef EC_STATUS_H
 #define EC_STATUS_H
 
@@ -8,19 +9,19 @@
 
 enum ec_status {
     EC_OK = 0,
-    EC_EINVAL,      /* bad input from the caller: 400 / INVALID_ARGUMENT */
-    EC_EUNAUTH,     /* missing or wrong credential: 401 / UNAUTHENTICATED */
-    EC_EFORBIDDEN,  /* authenticated but not allowed: 403 / PERMISSION_DENIED */
-    EC_ENOTFOUND,   /* 404 / NOT_FOUND */
-    EC_EMETHOD,     /* method not allowed on the resource: 405 / UNIMPLEMENTED */
-    EC_ECONFLICT,   /* state conflict, e.g. a lease not held: 409 / FAILED_PRECONDITION */
-    EC_ETOOBIG,     /* payload over its limit: 413 / RESOURCE_EXHAUSTED */
-    EC_ERATELIMIT,  /* 429 / RESOURCE_EXHAUSTED */
-    EC_EUNAVAIL,    /* a dependency is down; retry later: 503 / UNAVAILABLE */
-    EC_ETIMEOUT,    /* a deadline passed: 504 / DEADLINE_EXCEEDED */
-    EC_EUPSTREAM,   /* a dependency answered badly: 502 / UNAVAILABLE */
-    EC_EUNIMPL,     /* 501 / UNIMPLEMENTED */
-    EC_EINTERNAL,   /* a bug or an unexpected failure: 500 / INTERNAL */
+    EC_EINVAL,     /* bad input from the caller: 400 / INVALID_ARGUMENT */
+    EC_EUNAUTH,    /* missing or wrong credential: 401 / UNAUTHENTICATED */
+    EC_EFORBIDDEN, /* authenticated but not allowed: 403 / PERMISSION_DENIED */
+    EC_ENOTFOUND,  /* 404 / NOT_FOUND */
+    EC_EMETHOD,    /* method not allowed on the resource: 405 / UNIMPLEMENTED */
+    EC_ECONFLICT,  /* state conflict, e.g. a lease not held: 409 / FAILED_PRECONDITION */
+    EC_ETOOBIG,    /* payload over its limit: 413 / RESOURCE_EXHAUSTED */
+    EC_ERATELIMIT, /* 429 / RESOURCE_EXHAUSTED */
+    EC_EUNAVAIL,   /* a dependency is down; retry later: 503 / UNAVAILABLE */
+    EC_ETIMEOUT,   /* a deadline passed: 504 / DEADLINE_EXCEEDED */
+    EC_EUPSTREAM,  /* a dependency answered badly: 502 / UNAVAILABLE */
+    EC_EUNIMPL,    /* 501 / UNIMPLEMENTED */
+    EC_EINTERNAL,  /* a bug or an unexpected failure: 500 / INTERNAL */
     EC_STATUS_COUNT
 };
 
