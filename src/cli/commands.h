@@ -4,5 +4,7 @@
 
 int cmd_migrate(int argc, char **argv);
 int cmd_edge_demo(int argc, char **argv);
+int cmd_certs(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
 
 #endif
