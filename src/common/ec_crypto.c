@@ -810,7 +810,7 @@ void ec_random_bytes(void *out, size_t n)
 
 size_t ec_random_token_buf(char *out, size_t out_cap, size_t nbytes)
 {
-    uint8_t raw[TOKEN_MAX_BYTES];
+    uint8_t raw[TOKEN_MAX_BYTES] = { 0 }; /* gcc -O2 cannot see RAND_bytes fill it */
     EC_ASSERT(nbytes <= sizeof(raw));
     EC_ASSERT(out_cap > b64_encoded_len(nbytes, true));
     ec_random_bytes(raw, nbytes);
