@@ -170,7 +170,8 @@ class Proc:
                 raise RuntimeError("%s did not start:\n%s" % (" ".join(self.args), self.output()))
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
