@@ -20,7 +20,7 @@ struct demo_cfg {
     struct edge_env http;
     char *token;
     char *database_url;
-    char *log_level;
+    struct ec_log_env log;
 };
 
 /* What handlers see as req->ctx: immutable once the edge starts (the pool is thread-safe). */
@@ -43,8 +43,7 @@ static const struct ec_cfg_var demo_vars[] = {
       NULL, "token that GET /demo/secret wants in x-demo-token; unset: the route always 401s" },
     { "DATABASE_URL", EC_CFG_STR, offsetof(struct demo_cfg, database_url), NULL, 0, 0,
       EC_CFG_SECRET, NULL, "PostgreSQL URL for GET /demo/db; unset: that route answers 503" },
-    { "EDGECODER_LOG_LEVEL", EC_CFG_STR, offsetof(struct demo_cfg, log_level), "info", 0, 0, 0,
-      NULL, "debug, info, warn or error" },
+    EC_LOG_ENV_CFG_VARS(struct demo_cfg, log),
 };
 
 static const struct ec_cfg_spec demo_spec = {
@@ -190,7 +189,7 @@ int cmd_edge_demo(int argc, char **argv)
 
     struct demo_cfg cfg;
     ec_config_load_or_exit(&demo_spec, &cfg);
-    ec_log_setup("edge-demo", ec_log_level_parse(cfg.log_level, EC_LOG_INFO), 2);
+    ec_log_env_apply("edge-demo", &cfg.log);
 
     /* Blocked before the edge starts its threads, so only sigwait below sees these. */
     sigset_t stop_signals;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -144,6 +145,20 @@ static void test_log_lines(void **state)
     assert_true(json_is_true(json_object_get(j, "ok")));
     assert_true(json_is_null(json_object_get(j, "nothing")));
     assert_non_null(json_object_get(j, "ts"));
+    assert_non_null(strstr(line, "\"dur_ms\":1.500"));
+    json_decref(j);
+
+    /* Numbers are formatted without printf: check the edges. */
+    EC_INFO("numbers", EC_LI("min", INT64_MIN), EC_LI("max", INT64_MAX), EC_LD("neg", -2.0005),
+            EC_LD("small", 0.0004), EC_LD("nan", 0.0 / 0.0));
+    read_log(fds[0], line, sizeof(line));
+    assert_non_null(strstr(line, "\"min\":-9223372036854775808"));
+    assert_non_null(strstr(line, "\"max\":9223372036854775807"));
+    assert_non_null(strstr(line, "\"neg\":-2.001"));
+    assert_non_null(strstr(line, "\"small\":0.000"));
+    assert_non_null(strstr(line, "\"nan\":null"));
+    j = json_loads(line, 0, &jerr);
+    assert_non_null(j);
     json_decref(j);
 
     /* Fields that do not fit are dropped whole; the line still parses. */
@@ -163,12 +178,56 @@ static void test_log_lines(void **state)
     close(fds[1]);
 }
 
+static int readable(int fd)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    return poll(&pfd, 1, 0) == 1;
+}
+
+static void test_log_buffered(void **state)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    ec_log_setup("unit", EC_LOG_INFO, fds[1]);
+    ec_log_set_buffered(60000); /* the flusher will not fire during this test */
+    char line[8192];
+
+    EC_INFO("first", EC_LI("n", 1));
+    EC_INFO("second", EC_LI("n", 2));
+    assert_false(readable(fds[0])); /* info lines wait in this thread's buffer */
+    ec_log_flush();
+    read_log(fds[0], line, sizeof(line));
+    assert_non_null(strstr(line, "\"msg\":\"first\""));
+    assert_non_null(strstr(line, "\"msg\":\"second\""));
+    assert_true(strstr(line, "first") < strstr(line, "second"));
+
+    /* A warning is never delayed, and the info line before it comes out first. */
+    EC_INFO("before");
+    EC_WARN("urgent");
+    read_log(fds[0], line, sizeof(line));
+    assert_non_null(strstr(line, "before"));
+    assert_non_null(strstr(line, "urgent"));
+    assert_true(strstr(line, "before") < strstr(line, "urgent"));
+
+    /* A full buffer is written without waiting for the flusher. */
+    for (int i = 0; i < 200; i++)
+        EC_INFO("filler line to fill the per-thread buffer", EC_LI("i", i));
+    assert_true(readable(fds[0]));
+    ec_log_flush();
+    while (readable(fds[0]))
+        read_log(fds[0], line, sizeof(line));
+
+    ec_log_setup("edgecoder", EC_LOG_INFO, STDERR_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_table), cmocka_unit_test(test_arena),
         cmocka_unit_test(test_buf_cap),      cmocka_unit_test(test_json_escape),
-        cmocka_unit_test(test_log_lines),
+        cmocka_unit_test(test_log_lines),    cmocka_unit_test(test_log_buffered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
