@@ -4,6 +4,8 @@
 
 int cmd_migrate(int argc, char **argv);
 int cmd_edge_demo(int argc, char **argv);
+int cmd_mesh_demo(int argc, char **argv);
+int cmd_rpc(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 

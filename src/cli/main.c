@@ -17,6 +17,8 @@ struct command {
 static const struct command commands[] = {
     { "migrate", cmd_migrate, "apply database migrations: migrate --db coordinator|portal" },
     { "edge-demo", cmd_edge_demo, "a minimal HTTP edge service (tests and benchmarks)" },
+    { "mesh-demo", cmd_mesh_demo, "the gRPC Demo service over mTLS, and its client (tests)" },
+    { "rpc", cmd_rpc, "grpcurl-style debugger: rpc ADDR list|describe SYMBOL|call METHOD JSON" },
     { "certs", cmd_certs, "development CA and SPIFFE leaf certificates: certs init|issue" },
     { "keygen", cmd_keygen, "an Ed25519 signing (or --x25519) key pair as PEM files" },
 };

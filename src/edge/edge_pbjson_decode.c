@@ -616,6 +616,30 @@ static enum ec_status decode_map_key(struct pbjson_decoder *dec, const ProtobufC
     return EC_OK;
 }
 
+/* Generated descriptors have an init function; descriptors built at run time (`edgecoder rpc`)
+ * do not. Then do what protobuf-c's own fallback does: zero the struct, set the descriptor and
+ * apply each field's default (oneof members share storage, so they keep none). */
+static void message_init(const ProtobufCMessageDescriptor *desc, ProtobufCMessage *msg)
+{
+    if (desc->message_init != NULL) {
+        desc->message_init(msg);
+        return;
+    }
+    memset(msg, 0, desc->sizeof_message);
+    msg->descriptor = desc;
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &desc->fields[i];
+        if (f->default_value == NULL || f->label == PROTOBUF_C_LABEL_REPEATED ||
+            (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0)
+            continue;
+        void *dst = (char *)msg + f->offset;
+        if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE)
+            memcpy(dst, &f->default_value, sizeof(void *));
+        else
+            memcpy(dst, f->default_value, edge__pbjson_type_size(f->type));
+    }
+}
+
 static enum ec_status decode_map_entry(struct pbjson_decoder *dec,
                                        const ProtobufCMessageDescriptor *entry_desc,
                                        const char *key, size_t key_len, json_t *value,
@@ -625,7 +649,7 @@ static enum ec_status decode_map_entry(struct pbjson_decoder *dec,
         return dec_fail(dec, "null is not allowed as a map value");
     ProtobufCMessage *entry =
         dec->alloc.alloc(dec->alloc.allocator_data, entry_desc->sizeof_message);
-    entry_desc->message_init(entry);
+    message_init(entry_desc, entry);
     const ProtobufCFieldDescriptor *key_field = &entry_desc->fields[0];
     const ProtobufCFieldDescriptor *value_field = &entry_desc->fields[1];
     enum ec_status st =
@@ -783,7 +807,7 @@ static enum ec_status decode_message(struct pbjson_decoder *dec,
         return dec_fail(dec, "messages are nested deeper than %u levels", dec->max_depth);
     EC_ASSERT(desc->magic == PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC);
     ProtobufCMessage *msg = dec->alloc.alloc(dec->alloc.allocator_data, desc->sizeof_message);
-    desc->message_init(msg);
+    message_init(desc, msg);
     /* The key that set each field, by field index: catches a field given under both of its
      * names, and lets a oneof conflict name both members as the client spelled them. */
     const char *seen_small[32] = { 0 };
