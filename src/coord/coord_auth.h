@@ -65,8 +65,7 @@ void coord_auth_reset_agent(struct coord_auth *auth, const char *agent_id);
 
 /* The canonical string the agent signs, into out (NUL-terminated); returns its length, or 0 if
  * out_cap is too small. Exposed for tests, the simulator and the agent. */
-size_t coord_auth_canonical(char *out, size_t out_cap, const char *timestamp_ms,
-                            const char *nonce, const char *method, const char *path,
-                            const char *body_sha256_hex);
+size_t coord_auth_canonical(char *out, size_t out_cap, const char *timestamp_ms, const char *nonce,
+                            const char *method, const char *path, const char *body_sha256_hex);
 
 #endif

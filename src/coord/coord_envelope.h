@@ -41,8 +41,8 @@ enum ec_status coord_envelope_open(const uint8_t key[COORD_ENVELOPE_KEY_LEN],
  * agent's X25519 private key and the envelope's ephemeral public key, then open or seal. */
 enum ec_status coord_envelope_agent_key(const struct ec_key *agent_x25519_private,
                                         const char *ephemeral_public_key_b64,
-                                        const char *subtask_id,
-                                        uint8_t key[COORD_ENVELOPE_KEY_LEN], struct ec_err *err);
+                                        const char *subtask_id, uint8_t key[COORD_ENVELOPE_KEY_LEN],
+                                        struct ec_err *err);
 /* Seals with a given key (the agent encrypting its result): fresh random nonce. */
 enum ec_status coord_envelope_seal_with_key(const uint8_t key[COORD_ENVELOPE_KEY_LEN],
                                             const void *plaintext, size_t len,

@@ -20,13 +20,13 @@ struct coord_gate_opts {
 
 struct coord_gate_decision {
     bool allowed;
-    const char *reason; /* static string or in the arena: "ok", "portal_validation_disabled",
-                           "loopback_self_registration", "registration_token_required",
-                           "registration_token_missing_cached_agent", "email_unverified",
-                           "node_pending_coordinator_approval", "node_inactive",
-                           "node_not_enrolled", "registration_token_invalid",
-                           "portal_validation_failed_<code>", "portal_validation_unreachable",
-                           "portal_validation_unreachable_cached_agent", ... */
+    const char *reason;      /* static string or in the arena: "ok", "portal_validation_disabled",
+                                "loopback_self_registration", "registration_token_required",
+                                "registration_token_missing_cached_agent", "email_unverified",
+                                "node_pending_coordinator_approval", "node_inactive",
+                                "node_not_enrolled", "registration_token_invalid",
+                                "portal_validation_failed_<code>", "portal_validation_unreachable",
+                                "portal_validation_unreachable_cached_agent", ... */
     const char *owner_email; /* from the portal when it answered; else NULL */
 };
 

@@ -19,11 +19,11 @@
 #include <stdint.h>
 
 struct coord_ledger_event {
-    const char *event_type; /* task_enqueue, task_claim, task_complete, task_requeue,
-                               node_validation, node_approval */
-    const char *task_id;    /* may be NULL (node events) */
-    const char *subtask_id; /* may be NULL */
-    const char *actor_id;   /* agent id, coordinator id, or "portal" */
+    const char *event_type;   /* task_enqueue, task_claim, task_complete, task_requeue,
+                                 node_validation, node_approval */
+    const char *task_id;      /* may be NULL (node events) */
+    const char *subtask_id;   /* may be NULL */
+    const char *actor_id;     /* agent id, coordinator id, or "portal" */
     const char *payload_json; /* may be NULL; stored and hashed verbatim */
     int64_t issued_at_ms;
 };
@@ -33,10 +33,10 @@ enum ec_status coord_ledger_record(struct ec_pg_conn *conn, struct ec_arena *are
                                    const struct coord_ledger_event *ev, struct ec_err *err);
 
 struct coord_ledger_opts {
-    struct ec_pg_pool *pool;         /* borrowed */
-    const char *coordinator_id;      /* COORDINATOR_PEER_ID */
+    struct ec_pg_pool *pool;          /* borrowed */
+    const char *coordinator_id;       /* COORDINATOR_PEER_ID */
     const struct ec_key *signing_key; /* borrowed Ed25519 private key */
-    int64_t chain_interval_ms;       /* how often the chainer looks for pending events; 50 */
+    int64_t chain_interval_ms;        /* how often the chainer looks for pending events; 50 */
 };
 
 struct coord_ledger;

@@ -16,10 +16,10 @@
 #include <stdint.h>
 
 struct coord_queue_opts {
-    struct ec_pg_pool *pool;     /* borrowed */
-    const char *coordinator_id;  /* actor of requeue ledger events */
-    int64_t lease_grace_ms;      /* lease = subtask timeoutMs + this; default 30000 */
-    int max_attempts;            /* default 3 */
+    struct ec_pg_pool *pool;    /* borrowed */
+    const char *coordinator_id; /* actor of requeue ledger events */
+    int64_t lease_grace_ms;     /* lease = subtask timeoutMs + this; default 30000 */
+    int max_attempts;           /* default 3 */
 };
 
 struct coord_queue;
@@ -63,8 +63,8 @@ enum ec_status coord_queue_submit(struct coord_queue *q, struct ec_arena *arena,
 /* What an agent may be given. */
 struct coord_claim_agent {
     const char *agent_id;
-    const char *active_model;   /* may be NULL */
-    bool has_sandbox;           /* sandboxMode != "none"; tenant work never goes to none */
+    const char *active_model;      /* may be NULL */
+    bool has_sandbox;              /* sandboxMode != "none"; tenant work never goes to none */
     const char *x25519_public_key; /* base64; non-NULL: the payload is sealed (envelope) */
 };
 
@@ -73,7 +73,7 @@ struct coord_claim {
     const char *project_id, *tenant_id, *resource_class, *requested_model;
     int priority;
     int64_t timeout_ms;
-    int attempt;                 /* the fencing token: results may echo it */
+    int attempt; /* the fencing token: results may echo it */
     int64_t lease_expires_at_ms;
     int subtask_index;
     /* With an x25519 key: the sealed form of {input, snapshotRef, kind:<language>}, in arena;
@@ -96,12 +96,12 @@ enum ec_status coord_queue_renew(struct coord_queue *q, const char *agent_id, in
 
 struct coord_result {
     const char *subtask_id;
-    const char *task_id;  /* may be NULL or wrong (original agents send the subtask id) */
+    const char *task_id; /* may be NULL or wrong (original agents send the subtask id) */
     const char *agent_id;
-    int attempt;          /* 0: not sent (original agents); else must equal the lease's */
+    int attempt; /* 0: not sent (original agents); else must equal the lease's */
     bool ok;
     const char *output;
-    const char *error;    /* may be NULL */
+    const char *error; /* may be NULL */
     int64_t duration_ms;
     const char *report_nonce, *report_signature; /* stored as given; may be NULL */
 };
@@ -122,8 +122,8 @@ enum ec_status coord_queue_complete(struct coord_queue *q, struct ec_arena *aren
 
 /* Returns expired leases to the queue (task_requeue events); subtasks out of attempts become
  * "failed" for good. Run by a sweeper every second or so; safe on several machines at once. */
-enum ec_status coord_queue_expire(struct coord_queue *q, int64_t now_ms, int *requeued,
-                                  int *failed, struct ec_err *err);
+enum ec_status coord_queue_expire(struct coord_queue *q, int64_t now_ms, int *requeued, int *failed,
+                                  struct ec_err *err);
 
 /* GET /tasks/:taskId: {taskId, status, prompt, language, snapshotRef, projectId, createdAtMs,
  * subtasks:[{subtaskId, index, state, attempt, maxAttempts, input, dependsOn, result|null,
@@ -133,7 +133,7 @@ enum ec_status coord_queue_task_json(struct coord_queue *q, const char *task_id,
                                      struct ec_err *err);
 
 struct coord_queue_counts {
-    int64_t queued;   /* runnable or blocked, not leased */
+    int64_t queued; /* runnable or blocked, not leased */
     int64_t leased;
     int64_t completed;
     int64_t failed;
