@@ -441,6 +441,72 @@ class Database(harness.TestCase):
                             and l.get("reason") for l in failed), failed)
         self.assertNotIn(url, proc.output())
 
+    def test_db_outage_under_load(self):
+        """PostgreSQL stopped and started while 8 keep-alive clients hammer the DB route: every
+        answer is 200 or 503 database_unavailable (never another status, never a dropped
+        connection), the outage shows as 503s, and everything succeeds again afterwards."""
+        pg = harness.postgres()
+        url = pg.create_db("edge_demo_load")
+        port = harness.free_port()
+        proc = self.spawn(["edge-demo"], env=demo_env(port, False, DATABASE_URL=url), port=port)
+        base = "http://127.0.0.1:%d" % port
+        stop = threading.Event()
+        phase = {"name": "before"}
+        seen = {}  # (phase, status) -> count
+        problems = []
+        lock = threading.Lock()
+
+        def client(n):
+            conn = harness.connect(base)
+            i = 0
+            while not stop.is_set():
+                i += 1
+                name = phase["name"]
+                try:
+                    r = harness.request("GET", base + "/demo/db?n=%d" % i, conn=conn)
+                except Exception as e:  # a dropped connection is a failure of the edge
+                    with lock:
+                        problems.append("client %d: %r" % (n, e))
+                    conn.close()
+                    conn = harness.connect(base)
+                    continue
+                ok = (r.status == 200 and r.json()["value"] == i + 1) or (
+                    r.status == 503 and r.json() == {"error": "database_unavailable"})
+                with lock:
+                    seen[(name, r.status)] = seen.get((name, r.status), 0) + 1
+                    if not ok:
+                        problems.append("client %d: %d %r" % (n, r.status, r.body[:200]))
+            conn.close()
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1.0)
+            phase["name"] = "down"
+            pg.stop()
+            time.sleep(2.0)
+        finally:
+            pg.start()
+            phase["name"] = "recovering"
+        # Recovery: within the breaker's longest back-off plus slack, answers are 200 again.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if harness.request("GET", base + "/demo/db?n=1").status == 200:
+                break
+            time.sleep(0.1)
+        phase["name"] = "after"
+        time.sleep(1.0)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(problems, [])
+        self.assertGreater(seen.get(("before", 200), 0), 0, seen)
+        self.assertGreater(seen.get(("down", 503), 0), 0, seen)
+        self.assertGreater(seen.get(("after", 200), 0), 0, seen)
+        self.assertEqual(seen.get(("after", 503), 0), 0, seen)
+        self.assertEqual(proc.stop(), 0)
+
     def test_db_route_without_database_url(self):
         port = harness.free_port()
         proc = self.spawn(["edge-demo"], env=demo_env(port, False), port=port)
