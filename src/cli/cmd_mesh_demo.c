@@ -212,7 +212,11 @@ static int print_error(json_t *j, enum ec_status st, const struct ec_err *err)
 
 static enum ec_status on_count(void *ud, const ProtobufCMessage *msg, struct ec_err *err)
 {
-    json_array_append_new(ud, json_integer(((const Edgecoder__V1__CountReply *)msg)->i));
+    int64_t i = ((const Edgecoder__V1__CountReply *)msg)->i;
+    json_array_append_new(ud, json_integer(i));
+    /* Progress as it arrives, on stderr: the final JSON on stdout comes only at the end. */
+    fprintf(stderr, "{\"progress\":%lld}\n", (long long)i);
+    fflush(stderr);
     return EC_OK;
 }
 

@@ -183,8 +183,19 @@ class MeshMtls(harness.TestCase):
         procs = {k: subprocess.Popen(base + v, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE) for k, v in calls.items()}
         try:
-            self.call("health")  # the server answers; then give each client time to connect
-            time.sleep(2.5)
+            self.call("health")
+            # Wait until the stream is flowing (the clients are connected and served, however
+            # loaded the machine), then a little more for the unary calls started with it.
+            deadline = time.monotonic() + 30
+            seen = 0
+            while seen < 6 and time.monotonic() < deadline:
+                line = procs["stream_cut"].stderr.readline()
+                if not line:
+                    break
+                if line.startswith(b'{"progress"'):
+                    seen = json.loads(line)["progress"]
+            self.assertGreaterEqual(seen, 6, "the stream never got going")
+            time.sleep(1.0)
             self.server.proc.send_signal(signal.SIGTERM)
             time.sleep(0.3)
             r = self.call("echo", "late", expect_ok=False)  # no new calls once shutdown began
