@@ -107,6 +107,12 @@ enum ec_status ec_buf_json_escape(struct ec_buf *b, const char *s, size_t n)
         case '\\':
             esc[1] = '\\';
             break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
         case '\n':
             esc[1] = 'n';
             break;

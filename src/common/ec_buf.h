@@ -24,7 +24,10 @@ enum ec_status ec_buf_puts(struct ec_buf *b, const char *s);
 enum ec_status ec_buf_putc(struct ec_buf *b, char c);
 enum ec_status ec_buf_printf(struct ec_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Appends s as the inside of a JSON string literal (no quotes added). */
+/* Appends s as the inside of a JSON string literal (no quotes added), byte for byte as
+ * JavaScript's JSON.stringify writes it: \" \\ \b \f \n \r \t, other control characters as \u00xx
+ * in lower-case hex, everything else (DEL and UTF-8 included) as is. Signed records hash this
+ * text, so it must not change. */
 enum ec_status ec_buf_json_escape(struct ec_buf *b, const char *s, size_t n);
 /* Hands the memory to the caller (free with free()); the buffer is left empty. */
 char *ec_buf_detach(struct ec_buf *b, size_t *len);

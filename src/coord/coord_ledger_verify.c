@@ -13,53 +13,12 @@
 
 /* --- the hash ------------------------------------------------------------------------------- */
 
-/* A JSON string literal as JSON.stringify writes it: \" \\ \b \f \n \r \t, other control
- * characters as \u00xx in lower-case hex, everything else (DEL and non-ASCII UTF-8 included) as
- * is. */
+/* A JSON string literal as JSON.stringify writes it (see ec_buf_json_escape). */
 static enum ec_status put_string(struct ec_buf *b, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
     enum ec_status st = ec_buf_putc(b, '"');
-    size_t start = 0, i = 0;
-    for (; st == EC_OK && s[i] != '\0'; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        char esc[6] = { '\\', 0, 0, 0, 0, 0 };
-        size_t elen = 2;
-        switch (c) {
-        case '"':
-        case '\\':
-            esc[1] = (char)c;
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            elen = 6;
-        }
-        st = ec_buf_append(b, s + start, i - start);
-        if (st == EC_OK)
-            st = ec_buf_append(b, esc, elen);
-        start = i + 1;
-    }
     if (st == EC_OK)
-        st = ec_buf_append(b, s + start, i - start);
+        st = ec_buf_json_escape(b, s, strlen(s));
     return st == EC_OK ? ec_buf_putc(b, '"') : st;
 }
 
