@@ -55,6 +55,8 @@ enum ec_status rpc_spiffe_parse(const char *uri, size_t len, struct rpc_peer *ou
 const char *rpc_role_name(enum rpc_role role);                  /* "coordinator", ...; "none" */
 enum rpc_role rpc_role_from_name(const char *name, size_t len); /* RPC_ROLE_NONE if unknown */
 bool rpc_role_allowed(unsigned allowed_roles, enum rpc_role role);
+/* "OK", "CANCELLED", ... "UNAUTHENTICATED" for gRPC status codes 0..16; else "UNKNOWN". */
+const char *rpc_code_name(int grpc_code);
 
 /* --- TLS files -------------------------------------------------------------------------------- */
 

@@ -17,38 +17,20 @@
  * cut off here. */
 #define MAX_FILE_REQUESTS 256
 
-static const char *const code_names[] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
-#define N_CODES (sizeof(code_names) / sizeof(code_names[0]))
+#define N_CODES 17 /* gRPC status codes 0..16 */
 
 const char *rpc__cli_code_name(int grpc_code)
 {
-    return grpc_code >= 0 && (size_t)grpc_code < N_CODES ? code_names[grpc_code] : "UNKNOWN";
+    return rpc_code_name(grpc_code);
 }
 
 void rpc_cli_error_text(const struct ec_err *err, char *buf, size_t cap)
 {
     const char *prefix = rpc__cli_code_name(ec_status_info(err->status)->grpc_code);
     for (size_t i = 0; i < N_CODES; i++) {
-        size_t n = strlen(code_names[i]);
-        if (strncmp(err->msg, code_names[i], n) == 0 && strncmp(err->msg + n, ": ", 2) == 0) {
+        const char *name = rpc_code_name((int)i);
+        size_t n = strlen(name);
+        if (strncmp(err->msg, name, n) == 0 && strncmp(err->msg + n, ": ", 2) == 0) {
             prefix = NULL; /* the runtime's "<GRPC_CODE>: <details>" */
             break;
         }

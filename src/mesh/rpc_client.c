@@ -274,7 +274,7 @@ enum ec_status rpc__client_call_status(const struct rpc__client_call *cc, bool t
     if (tls && cc->status == GRPC_STATUS_UNAVAILABLE && memmem(details, dlen, "Socket closed", 13))
         hint = "connection closed in the TLS handshake (is the client certificate missing, "
                "expired or from another CA?): ";
-    return ec_err_set(err, st, interned, "%s: %s%.*s", rpc__code_name(cc->status), hint,
+    return ec_err_set(err, st, interned, "%s: %s%.*s", rpc_code_name((int)cc->status), hint,
                       (int)(dlen > 400 ? 400 : dlen), details);
 }
 

@@ -132,7 +132,7 @@ char *rpc__read_pem(const char *path, const char *what, struct ec_err *err)
     return ec_xrealloc(buf, n + 1);
 }
 
-const char *rpc__code_name(grpc_status_code code)
+const char *rpc_code_name(int code)
 {
     static const char *const names[] = {
         "OK",

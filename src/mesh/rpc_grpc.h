@@ -121,7 +121,6 @@ int64_t rpc__ms_left(gpr_timespec deadline);
 struct timespec rpc__abstime_in(int64_t ms);
 void rpc__cond_init_monotonic(pthread_cond_t *cv);
 char *rpc__read_pem(const char *path, const char *what, struct ec_err *err);
-const char *rpc__code_name(grpc_status_code code);
 grpc_slice rpc__slice_from_md(const grpc_metadata_array *md, const char *key, bool *found);
 
 /* --- rpc_server.c ---------------------------------------------------------------------------- */
