@@ -8,5 +8,7 @@ int cmd_mesh_demo(int argc, char **argv);
 int cmd_rpc(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
+int cmd_coordinator(int argc, char **argv);
+int cmd_agent_sim(int argc, char **argv);
 
 #endif

@@ -1,0 +1,295 @@
+/* The coordinator's configuration table: every variable the runbook names for it, with defaults,
+ * ranges, validators and the production rules; --help-config prints it. */
+#include "coord/coord.h"
+#include "common/ec_mem.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CFG(field) offsetof(struct coord_config, field)
+
+static enum ec_status validate_peer_id(const char *v, struct ec_err *err)
+{
+    size_t n = strlen(v);
+    if (n > 128 ||
+        strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") != n)
+        return ec_err_set(err, EC_EINVAL, NULL,
+                          "\"%.64s\" is not 1..128 characters of [A-Za-z0-9._:-]", v);
+    return EC_OK;
+}
+
+static enum ec_status validate_private_pem(const char *v, struct ec_err *err)
+{
+    struct ec_key *key = NULL;
+    struct ec_err kerr = { 0 };
+    if (ec_key_load_private_pem(EC_KEY_ED25519, v, strlen(v), &key, &kerr) != EC_OK)
+        return ec_err_set(err, EC_EINVAL, NULL,
+                          "is not an unencrypted PKCS#8 Ed25519 private key PEM (%s)", kerr.msg);
+    ec_key_free(key);
+    return EC_OK;
+}
+
+static enum ec_status validate_public_pem(const char *v, struct ec_err *err)
+{
+    struct ec_key *key = NULL;
+    struct ec_err kerr = { 0 };
+    if (ec_key_load_public_pem(EC_KEY_ED25519, v, strlen(v), &key, &kerr) != EC_OK)
+        return ec_err_set(err, EC_EINVAL, NULL, "is not an Ed25519 public key PEM (%s)", kerr.msg);
+    ec_key_free(key);
+    return EC_OK;
+}
+
+static enum ec_status validate_portal_url(const char *v, struct ec_err *err)
+{
+    char *target = NULL;
+    enum ec_status st = coord_grpc_target(v, COORD_PORTAL_GRPC_PORT, &target, err);
+    free(target);
+    return st;
+}
+
+static enum ec_status validate_inference_url(const char *v, struct ec_err *err)
+{
+    char *target = NULL;
+    enum ec_status st = coord_grpc_target(v, COORD_INFERENCE_GRPC_PORT, &target, err);
+    free(target);
+    return st;
+}
+
+/* Ollama's own convention allows "host:port" without a scheme; a scheme must be http(s). */
+static enum ec_status validate_ollama_host(const char *v, struct ec_err *err)
+{
+    const char *rest = v;
+    if (strncasecmp(v, "http://", 7) == 0)
+        rest = v + 7;
+    else if (strncasecmp(v, "https://", 8) == 0)
+        rest = v + 8;
+    else if (strstr(v, "://") != NULL)
+        return ec_err_set(err, EC_EINVAL, NULL, "\"%.64s\": only http:// or https:// is allowed",
+                          v);
+    if (rest[0] == '\0' || rest[0] == '/' || rest[0] == ':' || strlen(v) > 200)
+        return ec_err_set(err, EC_EINVAL, NULL, "\"%.64s\" has no host", v);
+    for (const char *p = v; *p; p++)
+        if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
+            return ec_err_set(err, EC_EINVAL, NULL, "\"%.64s\" holds white space", v);
+    return EC_OK;
+}
+
+static enum ec_status validate_one_of(const char *v, const char *const *allowed, struct ec_err *err)
+{
+    char list[160] = "";
+    for (size_t i = 0; allowed[i] != NULL; i++) {
+        if (strcmp(v, allowed[i]) == 0)
+            return EC_OK;
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+                 allowed[i]);
+    }
+    return ec_err_set(err, EC_EINVAL, NULL, "\"%.64s\" is not one of %s", v, list);
+}
+
+static enum ec_status validate_provider(const char *v, struct ec_err *err)
+{
+    static const char *const allowed[] = { "edgecoder-local", "ollama-local", NULL };
+    return validate_one_of(v, allowed, err);
+}
+
+static enum ec_status validate_network_mode(const char *v, struct ec_err *err)
+{
+    static const char *const allowed[] = { "public_mesh", "enterprise_overlay", NULL };
+    return validate_one_of(v, allowed, err);
+}
+
+static bool set(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+static void coord_check(const void *cfgp, bool production, struct ec_cfg_problems *p)
+{
+    const struct coord_config *c = cfgp;
+    edge_env_check(&c->http, p);
+    if (c->port != 0 && c->port == c->grpc_port)
+        ec_cfg_problem(p, "COORDINATOR_GRPC_PORT", "must differ from COORDINATOR_PORT (%lld)",
+                       (long long)c->port);
+    if (c->nonce_ttl_ms < 2 * c->max_skew_ms)
+        ec_cfg_problem(p, "SECURITY_NONCE_TTL_MS",
+                       "%lld is shorter than twice SECURITY_MAX_SKEW_MS (%lld): a replay inside "
+                       "the skew window would go unseen",
+                       (long long)c->nonce_ttl_ms, (long long)c->max_skew_ms);
+    int tls = set(c->tls_ca) + set(c->tls_cert) + set(c->tls_key);
+    if (tls != 0 && tls != 3)
+        ec_cfg_problem(p, "EDGECODER_TLS_CERT",
+                       "EDGECODER_TLS_CA, EDGECODER_TLS_CERT and EDGECODER_TLS_KEY go together");
+    if (set(c->public_key_pem) && !set(c->private_key_pem))
+        ec_cfg_problem(p, "COORDINATOR_PUBLIC_KEY_PEM",
+                       "is set without COORDINATOR_PRIVATE_KEY_PEM (the key it belongs to)");
+    if (set(c->public_key_pem) && set(c->private_key_pem)) {
+        struct ec_key *priv = NULL, *pub = NULL;
+        if (ec_key_load_private_pem(EC_KEY_ED25519, c->private_key_pem, strlen(c->private_key_pem),
+                                    &priv, NULL) == EC_OK &&
+            ec_key_load_public_pem(EC_KEY_ED25519, c->public_key_pem, strlen(c->public_key_pem),
+                                   &pub, NULL) == EC_OK) {
+            uint8_t a[EC_KEY_RAW_LEN], b[EC_KEY_RAW_LEN];
+            ec_key_export_raw_public(priv, a);
+            ec_key_export_raw_public(pub, b);
+            if (memcmp(a, b, sizeof(a)) != 0)
+                ec_cfg_problem(p, "COORDINATOR_PUBLIC_KEY_PEM",
+                               "is not the public half of COORDINATOR_PRIVATE_KEY_PEM");
+        }
+        ec_key_free(priv);
+        ec_key_free(pub);
+    }
+    if (set(c->portal_service_url) && tls != 3)
+        ec_cfg_problem(p, "PORTAL_SERVICE_URL",
+                       "needs this coordinator's mTLS identity (EDGECODER_TLS_CA, "
+                       "EDGECODER_TLS_CERT, EDGECODER_TLS_KEY) to call PortalInternal");
+    if (!production)
+        return;
+    /* Production: no open doors. Without the portal every registration would be allowed and
+     * handed the mesh token; without TLS files the control plane could not reach us. */
+    if (!set(c->portal_service_url))
+        ec_cfg_problem(p, "PORTAL_SERVICE_URL",
+                       "is required when EDGECODER_ENV=production (without the enrollment gate "
+                       "any caller could register and receive the mesh token)");
+    if (!set(c->portal_service_token))
+        ec_cfg_problem(p, "PORTAL_SERVICE_TOKEN", "is required when EDGECODER_ENV=production");
+    if (tls != 3)
+        ec_cfg_problem(p, "EDGECODER_TLS_CERT",
+                       "EDGECODER_TLS_CA, EDGECODER_TLS_CERT and EDGECODER_TLS_KEY are required "
+                       "when EDGECODER_ENV=production (the gRPC Coordinator service)");
+}
+
+static const struct ec_cfg_var coord_vars[] = {
+    { "COORDINATOR_PORT", EC_CFG_INT, CFG(port), "4301", 0, 65535, 0, NULL,
+      "port of the HTTP edge (agent JSON API, /status, /health/runtime, /metrics); 0 picks one" },
+    { "COORDINATOR_GRPC_PORT", EC_CFG_INT, CFG(grpc_port), "4401", 0, 65535, 0, NULL,
+      "port of the gRPC Coordinator service (mTLS); 0 picks one" },
+    { "DATABASE_URL", EC_CFG_STR, CFG(database_url), NULL, 0, 0, EC_CFG_REQUIRED | EC_CFG_SECRET,
+      NULL, "PostgreSQL URL of the coordinator database (shared with the control plane)" },
+    { "COORDINATOR_DB_POOL_SIZE", EC_CFG_INT, CFG(db_pool_size), "16", 1, 200, 0, NULL,
+      "PostgreSQL connections this machine may open" },
+    { "MESH_AUTH_TOKEN", EC_CFG_STR, CFG(mesh_token), NULL, 0, 0,
+      EC_CFG_SECRET | EC_CFG_REQUIRED_PROD, NULL,
+      "x-mesh-token every route but POST /register and GET /health/runtime requires; "
+      "handed to agents the enrollment gate admits; unset (development only): no check" },
+    { "COORDINATOR_PEER_ID", EC_CFG_STR, CFG(peer_id), NULL, 0, 0, 0, validate_peer_id,
+      "this coordinator's id; default coord-<first 12 hex of sha256(COORDINATOR_PUBLIC_URL)>" },
+    { "COORDINATOR_PRIVATE_KEY_PEM", EC_CFG_STR, CFG(private_key_pem), NULL, 0, 0,
+      EC_CFG_SECRET | EC_CFG_REQUIRED_PROD, validate_private_pem,
+      "Ed25519 private key (PKCS#8 PEM text) signing ledger records; unset (development "
+      "only): an ephemeral key per start, so old signatures stop verifying" },
+    { "COORDINATOR_PUBLIC_KEY_PEM", EC_CFG_STR, CFG(public_key_pem), NULL, 0, 0, 0,
+      validate_public_pem,
+      "its public key (SPKI PEM text); derived from the private key when unset" },
+    { "COORDINATOR_PUBLIC_URL", EC_CFG_URL, CFG(public_url), "http://127.0.0.1:4301", 0, 0, 0, NULL,
+      "the URL peers and agents reach this coordinator at (GET /identity)" },
+    { "PORTAL_SERVICE_URL", EC_CFG_URL, CFG(portal_service_url), NULL, 0, 0, 0, validate_portal_url,
+      "the portal's PortalInternal gRPC address for the enrollment gate: grpcs://host:port, "
+      "or https://host whose host is used with port 4410; unset (development only): every "
+      "registration is allowed" },
+    { "PORTAL_SERVICE_TOKEN", EC_CFG_STR, CFG(portal_service_token), NULL, 0, 0, EC_CFG_SECRET,
+      NULL,
+      "sent to the portal as x-portal-service-token; also opens "
+      "GET /agent/diagnostics/:agentId to the portal" },
+    { "INFERENCE_URL", EC_CFG_URL, CFG(inference_url), NULL, 0, 0, 0, validate_inference_url,
+      "the inference service's gRPC address (grpcs://host:port, or https://host with port "
+      "4402); unset: /submit makes one subtask per task, as the original's fallback did" },
+    { "OLLAMA_HOST", EC_CFG_STR, CFG(ollama_host), "http://127.0.0.1:11434", 0, 0, 0,
+      validate_ollama_host, "Ollama base URL probed by GET /health/runtime" },
+    { "LOCAL_MODEL_PROVIDER", EC_CFG_STR, CFG(local_model_provider), "edgecoder-local", 0, 0, 0,
+      validate_provider, "edgecoder-local or ollama-local (reported by /health/runtime)" },
+    { "OLLAMA_MODEL", EC_CFG_STR, CFG(ollama_model), "qwen2.5:7b", 0, 0, 0, NULL,
+      "the coordinator's local model" },
+    { "NETWORK_MODE", EC_CFG_STR, CFG(network_mode), "public_mesh", 0, 0, 0, validate_network_mode,
+      "public_mesh or enterprise_overlay (GET /features, /identity)" },
+    { "SECURITY_MAX_SKEW_MS", EC_CFG_INT, CFG(max_skew_ms), "120000", 1000, 3600000, 0, NULL,
+      "signed agent requests: largest clock difference accepted, milliseconds" },
+    { "SECURITY_NONCE_TTL_MS", EC_CFG_INT, CFG(nonce_ttl_ms), "300000", 2000, 7200000, 0, NULL,
+      "signed agent requests: how long a nonce is remembered (at least twice the skew)" },
+    { "COORDINATOR_NONCE_CAPACITY", EC_CFG_INT, CFG(nonce_capacity), "4194304", 65536, 67108864, 0,
+      NULL,
+      "signed requests remembered at once (about 15 bytes each, allocated as needed); a full "
+      "cache refuses signed requests with 429, so keep it above the signed request rate times "
+      "(SECURITY_NONCE_TTL_MS - SECURITY_MAX_SKEW_MS)" },
+    { "AGENT_RATE_LIMIT_MAX", EC_CFG_INT, CFG(rate_limit_max), "30", 1, 1000000000, 0, NULL,
+      "signed requests per agent per window (reset by each /register, as the original did; "
+      "loopback callers are exempt)" },
+    { "AGENT_RATE_LIMIT_WINDOW_MS", EC_CFG_INT, CFG(rate_limit_window_ms), "60000", 100, 3600000, 0,
+      NULL, "the rate limit's sliding window, milliseconds" },
+    { "COORDINATOR_MAX_ATTEMPTS", EC_CFG_INT, CFG(max_attempts), "3", 1, 100, 0, NULL,
+      "leases a subtask may have before it fails for good" },
+    { "COORDINATOR_LEASE_GRACE_MS", EC_CFG_INT, CFG(lease_grace_ms), "30000", 0, 3600000, 0, NULL,
+      "a lease lasts the subtask's timeoutMs plus this; the holder's heartbeats extend it" },
+    { "COORDINATOR_AGENT_ONLINE_WINDOW_MS", EC_CFG_INT, CFG(online_window_ms), "120000", 1000,
+      86400000, 0, NULL, "an agent seen within this window counts as connected" },
+    { "EDGECODER_TLS_CA", EC_CFG_PATH, CFG(tls_ca), NULL, 0, 0, 0, NULL,
+      "PEM CA that signs every mesh certificate (gRPC server and portal client)" },
+    { "EDGECODER_TLS_CERT", EC_CFG_PATH, CFG(tls_cert), NULL, 0, 0, 0, NULL,
+      "PEM certificate of this coordinator (spiffe://edgecoder/coordinator/<id>); unset "
+      "(development only): no gRPC server" },
+    { "EDGECODER_TLS_KEY", EC_CFG_PATH, CFG(tls_key), NULL, 0, 0, EC_CFG_SECRET, NULL,
+      "PEM private key of EDGECODER_TLS_CERT" },
+    EDGE_ENV_CFG_VARS(struct coord_config, http),
+    EC_LOG_ENV_CFG_VARS(struct coord_config, log),
+};
+
+const struct ec_cfg_spec coord_config_spec = {
+    .service = "coordinator",
+    .vars = coord_vars,
+    .nvars = sizeof(coord_vars) / sizeof(coord_vars[0]),
+    .check = coord_check,
+};
+
+enum ec_status coord_grpc_target(const char *url, int default_port, char **target,
+                                 struct ec_err *err)
+{
+    *target = NULL;
+    bool https;
+    const char *rest;
+    if (strncasecmp(url, "grpcs://", 8) == 0) {
+        https = false;
+        rest = url + 8;
+    } else if (strncasecmp(url, "https://", 8) == 0) {
+        https = true;
+        rest = url + 8;
+    } else {
+        return ec_err_set(err, EC_EINVAL, NULL,
+                          "\"%.80s\": use grpcs://host:port or https://host (plaintext is refused)",
+                          url);
+    }
+    size_t hostlen;
+    const char *after;
+    if (rest[0] == '[') { /* [v6]:port */
+        const char *close = strchr(rest, ']');
+        if (close == NULL)
+            return ec_err_set(err, EC_EINVAL, NULL, "\"%.80s\": unclosed '[' in the host", url);
+        hostlen = (size_t)(close - rest) + 1;
+        after = close + 1;
+    } else {
+        hostlen = strcspn(rest, ":/?#");
+        after = rest + hostlen;
+    }
+    if (hostlen == 0 || hostlen > 253)
+        return ec_err_set(err, EC_EINVAL, NULL, "\"%.80s\" has no usable host", url);
+    for (size_t i = 0; i < hostlen; i++)
+        if (!isalnum((unsigned char)rest[i]) && strchr(".-_[]:", rest[i]) == NULL)
+            return ec_err_set(err, EC_EINVAL, NULL, "\"%.80s\": bad character in the host", url);
+    long port = default_port;
+    if (*after == ':') {
+        char *end = NULL;
+        long given = strtol(after + 1, &end, 10);
+        if (end == after + 1 || given < 1 || given > 65535 || (*end != '\0' && *end != '/'))
+            return ec_err_set(err, EC_EINVAL, NULL, "\"%.80s\": cannot parse the port", url);
+        if (!https)
+            port = given; /* an https URL's port is its HTTPS port, not the gRPC one */
+        after = end;
+    }
+    if (!https && *after != '\0' && strcmp(after, "/") != 0)
+        return ec_err_set(err, EC_EINVAL, NULL, "\"%.80s\": a grpcs:// address takes no path", url);
+    size_t cap = hostlen + 8;
+    *target = ec_xmalloc(cap);
+    snprintf(*target, cap, "%.*s:%ld", (int)hostlen, rest, port);
+    return EC_OK;
+}
