@@ -19,19 +19,16 @@ import uuid
 
 import harness
 
-try:
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-    HAVE_CRYPTOGRAPHY = True
-except ImportError:  # Debian: apt-get install python3-cryptography
-    HAVE_CRYPTOGRAPHY = False
+# Debian's python3-cryptography (tools/setup installs it): a missing module fails the module.
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 BUILD_DIR = os.environ.get("EC_UNIT_DIR", os.path.dirname(harness.BINARY))
-RAW = serialization.Encoding.Raw if HAVE_CRYPTOGRAPHY else None
+RAW = serialization.Encoding.Raw
 
 
 def b64(data):
@@ -86,7 +83,6 @@ def coordinator_seal(agent_public_raw, subtask_id, plaintext):
     return env
 
 
-@unittest.skipUnless(HAVE_CRYPTOGRAPHY, "python3-cryptography is not installed")
 class CompatVectors(harness.TestCase):
     def setUp(self):
         super().setUp()
