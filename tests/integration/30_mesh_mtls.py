@@ -174,7 +174,8 @@ class MeshMtls(harness.TestCase):
     def test_shutdown_with_calls_in_flight(self):
         self.serve(MESH_DEMO_SHUTDOWN_GRACE_MS="6000")
         base = [harness.BINARY, "mesh-demo", "--call", "127.0.0.1:%d" % self.port]
-        env = dict(self.client_env(self.coord), PATH=os.environ.get("PATH", "/usr/bin:/bin"))
+        env = dict(self.client_env(self.coord), PATH=os.environ.get("PATH", "/usr/bin:/bin"),
+                   LSAN_OPTIONS=harness.LSAN_OPTIONS)
         calls = {
             "finishes": ["echo", "in-grace", "--delay-ms", "4000", "--timeout-ms", "30000"],
             "stream_cut": ["count", "100000", "--interval-ms", "50", "--timeout-ms", "60000"],

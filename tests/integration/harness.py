@@ -19,6 +19,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BINARY = os.environ.get("EC_BINARY", os.path.join(ROOT, "build", "asan", "edgecoder"))
 PG_BIN = os.environ.get("EC_PG_BIN", "/usr/lib/postgresql/15/bin")
 IS_ROOT = os.geteuid() == 0
+# See tests/lsan.supp: leaks inside gRPC's asynchronous TLS teardown at exit, not ours.
+LSAN_OPTIONS = "suppressions=%s:print_suppressions=0" % os.path.join(ROOT, "tests", "lsan.supp")
+os.environ["LSAN_OPTIONS"] = LSAN_OPTIONS  # for tests that start processes themselves
 
 
 def free_port():
@@ -158,6 +161,7 @@ class Proc:
         self.log = open(self.log_path, "wb")
         full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
+                    "LSAN_OPTIONS": LSAN_OPTIONS,
                     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
         full_env.update(env or {})
         self.proc = subprocess.Popen(self.args, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -205,7 +209,7 @@ class Proc:
 
 def run(args, env=None, binary=None, timeout=60):
     """Runs the binary to completion; returns (exit code, stdout, stderr) as text."""
-    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LSAN_OPTIONS": LSAN_OPTIONS}
     full_env.update(env or {})
     p = subprocess.run([binary or BINARY] + list(args), env=full_env, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=timeout)
