@@ -10,5 +10,8 @@ int cmd_certs(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_coordinator(int argc, char **argv);
 int cmd_agent_sim(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
+int cmd_inference(int argc, char **argv);
+int cmd_bootstrap(int argc, char **argv);
 
 #endif

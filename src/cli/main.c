@@ -16,7 +16,10 @@ struct command {
 
 static const struct command commands[] = {
     { "coordinator", cmd_coordinator, "the coordinator: agent API (HTTP) and Coordinator (gRPC)" },
+    { "agent", cmd_agent, "the agent: runs a coordinator's subtasks in the sandbox" },
     { "agent-sim", cmd_agent_sim, "many simulated agents against a coordinator (benchmarks)" },
+    { "inference", cmd_inference, "the inference service: Inference (gRPC), /health and /metrics" },
+    { "bootstrap", cmd_bootstrap, "bootstrap coordinator: migrations, then OLLAMA_MODEL" },
     { "migrate", cmd_migrate, "apply database migrations: migrate --db coordinator|portal" },
     { "edge-demo", cmd_edge_demo, "a minimal HTTP edge service (tests and benchmarks)" },
     { "mesh-demo", cmd_mesh_demo, "the gRPC Demo service over mTLS, and its client (tests)" },
