@@ -17,6 +17,7 @@ struct command {
 static const struct command commands[] = {
     { "coordinator", cmd_coordinator, "the coordinator: agent API (HTTP) and Coordinator (gRPC)" },
     { "agent", cmd_agent, "the agent: runs a coordinator's subtasks in the sandbox" },
+    { "agent", cmd_agent, "the agent: runs a coordinator's subtasks in the sandbox" },
     { "agent-sim", cmd_agent_sim, "many simulated agents against a coordinator (benchmarks)" },
     { "inference", cmd_inference, "the inference service: Inference (gRPC), /health and /metrics" },
     { "bootstrap", cmd_bootstrap, "bootstrap coordinator: migrations, then OLLAMA_MODEL" },
@@ -26,6 +27,7 @@ static const struct command commands[] = {
     { "rpc", cmd_rpc, "grpcurl-style debugger: rpc ADDR list|describe SYMBOL|call METHOD JSON" },
     { "certs", cmd_certs, "development CA and SPIFFE leaf certificates: certs init|issue" },
     { "keygen", cmd_keygen, "an Ed25519 signing (or --x25519) key pair as PEM files" },
+    { "sandbox", cmd_sandbox, "run a program in the agent's sandbox: sandbox run|probe" },
 };
 
 static void usage(FILE *out)
