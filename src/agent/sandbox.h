@@ -47,6 +47,8 @@ struct sandbox_opts {
     enum sandbox_mode mode;
     struct sandbox_limits limits;
     const char *docker_image; /* docker mode; NULL: a Debian image with python3 and node */
+    bool skip_subset_check;   /* run code the subset check would refuse: for tests and
+                                 benchmarks of the boundary itself, never for tenant work */
 };
 
 struct sandbox_result {
@@ -54,7 +56,8 @@ struct sandbox_result {
     bool timed_out;    /* the wall-clock timeout fired */
     bool ok;           /* exit_code == 0 and not timed out and not rejected */
     bool rejected;     /* the subset check refused the code before running it */
-    char *stdout_text; /* owned, NUL-terminated, capped (truncated flagged below) */
+    char *stdout_text; /* owned, NUL-terminated, capped (truncated flagged below); valid
+                          UTF-8: invalid bytes and NULs become U+FFFD */
     char *stderr_text; /* owned; when rejected, why */
     bool stdout_truncated;
     bool stderr_truncated;
