@@ -187,7 +187,7 @@ static struct agent_job *job_from_plain(const json_t *s, const char *url)
     job->task_id = ec_xstrdup(str(s, "taskId") != NULL ? str(s, "taskId") : "");
     job->language = ec_xstrdup(str(s, "language") != NULL ? str(s, "language") : "python");
     job->kind = ec_xstrdup(str(s, "kind") != NULL ? str(s, "kind") : "single_step");
-    job->input = ec_xstrndup(input, INPUT_MAX);
+    job->input = ec_xstrndup(input, strnlen(input, INPUT_MAX));
     job->attempt = (int)num(s, "attempt", 0);
     job->timeout_ms = num(s, "timeoutMs", 0);
     return job;
@@ -227,7 +227,7 @@ static struct agent_job *job_from_envelope(struct agent *a, const json_t *env, c
         return NULL;
     }
     const char *lang = str(inner, "kind") != NULL ? str(inner, "kind") : str(meta, "language");
-    job->input = ec_xstrndup(input, INPUT_MAX);
+    job->input = ec_xstrndup(input, strnlen(input, INPUT_MAX));
     job->language = ec_xstrdup(lang != NULL ? lang : "python");
     job->task_id = ec_xstrdup(str(meta, "taskId") != NULL ? str(meta, "taskId") : "");
     job->kind = ec_xstrdup(str(meta, "kind") != NULL ? str(meta, "kind") : "single_step");
