@@ -143,10 +143,12 @@ static void register_fingerprint(const struct register_input *in, uint8_t fp[COO
     ec_sha256_free(ctx);
 }
 
-static void register_reply(struct coord *c, struct edge_resp *resp, const char *mode)
+static void register_reply(struct coord *c, struct edge_resp *resp, const char *mode,
+                           int max_concurrent_tasks)
 {
-    json_t *out = json_pack("{s:b,s:o,s:s}", "accepted", 1, "policy",
-                            json_loads(COORD_POLICY_JSON, 0, NULL), "mode", mode);
+    json_t *policy = json_loads(COORD_POLICY_JSON, 0, NULL);
+    json_object_set_new(policy, "maxConcurrentTasks", json_integer(max_concurrent_tasks));
+    json_t *out = json_pack("{s:b,s:o,s:s}", "accepted", 1, "policy", policy, "mode", mode);
     if (c->cfg->mesh_token != NULL && c->cfg->mesh_token[0] != '\0')
         json_object_set_new(out, "meshToken", json_string(c->cfg->mesh_token));
     edge_resp_json(resp, out);
@@ -196,7 +198,7 @@ enum ec_status coord__h_register(struct edge_req *req, struct edge_resp *resp, s
     if (agent_known && coord_agents_register_recent(c->agents, in.p.agent_id, fp,
                                                     in.p.power_telemetry_json, ec_now_ms())) {
         coord_auth_reset_agent(c->auth, in.p.agent_id);
-        register_reply(c, resp, in.p.mode);
+        register_reply(c, resp, in.p.mode, in.p.max_concurrent_tasks);
         return EC_OK;
     }
     in.p.fingerprint = fp;
@@ -228,7 +230,7 @@ enum ec_status coord__h_register(struct edge_req *req, struct edge_resp *resp, s
     if (!d.allowed)
         return ec_err_set(err, EC_EFORBIDDEN, "node_not_activated", "%s", d.reason);
     coord_auth_reset_agent(c->auth, in.p.agent_id);
-    register_reply(c, resp, in.p.mode);
+    register_reply(c, resp, in.p.mode, in.p.max_concurrent_tasks);
     return EC_OK;
 }
 

@@ -98,9 +98,11 @@ enum ec_status coord__h_ledger_snapshot(struct edge_req *req, struct edge_resp *
 enum ec_status coord__h_ledger_verify(struct edge_req *req, struct edge_resp *resp,
                                       struct ec_err *err);
 
-/* The original's agent policy (sent, never enforced by its workers). */
-#define COORD_POLICY_JSON                                                                      \
-    "{\"cpuCapPercent\":50,\"memoryLimitMb\":2048,\"idleOnly\":true,\"maxConcurrentTasks\":1," \
-    "\"allowedHours\":{\"startHourUtc\":22,\"endHourUtc\":6}}"
+/* The original's agent policy (sent, never enforced by its workers). maxConcurrentTasks is not
+ * in it: /register grants the agent the concurrency it registered (1..64), and agents that
+ * honour the policy would otherwise be held to the original's constant 1. */
+#define COORD_POLICY_JSON                                                              \
+    "{\"cpuCapPercent\":50,\"memoryLimitMb\":2048,\"idleOnly\":true,\"allowedHours\":" \
+    "{\"startHourUtc\":22,\"endHourUtc\":6}}"
 
 #endif
