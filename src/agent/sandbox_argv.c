@@ -156,6 +156,9 @@ static uint64_t work_dir_bytes(const struct sandbox_limits *lim)
     return lim->max_file_bytes * 4 + (1u << 20);
 }
 
+/* --as-pid-1: the program is the pid namespace's init, so bwrap itself waits for (and reaps)
+ * it; with bwrap's own init in between, bwrap exits on an event and leaves that init to the
+ * host's pid 1, whose reaping can lag, as a zombie of the run's uid. */
 void sandbox__bwrap_args(struct sandbox__argv *a, const char *bwrap, enum sandbox_language lang,
                          const struct sandbox_limits *lim)
 {
@@ -168,6 +171,7 @@ void sandbox__bwrap_args(struct sandbox__argv *a, const char *bwrap, enum sandbo
         "--unshare-cgroup-try",
         "--disable-userns",
         "--die-with-parent",
+        "--as-pid-1",
         "--new-session",
         "--clearenv",
         "--hostname",
@@ -191,6 +195,9 @@ void sandbox__bwrap_args(struct sandbox__argv *a, const char *bwrap, enum sandbo
     sandbox__argv_pushf(a, "%d", SANDBOX_CODE_FD);
     sandbox__argv_push(a, lang == SANDBOX_PYTHON ? SANDBOX_WORK_DIR "/main.py"
                                                  : SANDBOX_WORK_DIR "/main.js");
+    /* /dev is a private tmpfs too, but unbounded: read-only (its devices still work). */
+    sandbox__argv_push(a, "--remount-ro");
+    sandbox__argv_push(a, "/dev");
     sandbox__argv_push(a, "--remount-ro");
     sandbox__argv_push(a, "/");
     sandbox__argv_push(a, "--chdir");

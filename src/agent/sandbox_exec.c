@@ -205,10 +205,10 @@ static void sweep_uid(uid_t uid)
         if (syscall(SYS_setgroups, 0, NULL) != 0 || syscall(SYS_setresgid, uid, uid, uid) != 0 ||
             syscall(SYS_setresuid, uid, uid, uid) != 0)
             _exit(1);
-        for (int i = 0; i < 200; i++) {
+        for (int i = 0; i < 50; i++) {
             if (kill(-1, SIGKILL) != 0)
                 _exit(0);
-            struct timespec ts = { .tv_sec = 0, .tv_nsec = 2000000L };
+            struct timespec ts = { .tv_sec = 0, .tv_nsec = 1000000L };
             nanosleep(&ts, NULL);
         }
         _exit(2);
@@ -252,6 +252,23 @@ static void docker_kill(const char *name)
 }
 
 /* --- the parent */
+
+/* bwrap's status JSON names the sandbox's init by its pid outside: `{ "child-pid": N, ...`.
+ * A pidfd is taken at once, while bwrap (its parent, which has not reaped it) keeps the pid from
+ * being reused. */
+static int bwrap_inner_pidfd(const struct ec_buf *status)
+{
+    if (status->len == 0)
+        return -1;
+    const char *p = strstr(status->data, "\"child-pid\":");
+    if (p == NULL)
+        return -1;
+    char *end;
+    long pid = strtol(p + strlen("\"child-pid\":"), &end, 10);
+    if (end == p || pid <= 1)
+        return -1;
+    return (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+}
 
 struct stream {
     int fd;
@@ -361,6 +378,9 @@ enum ec_status sandbox__exec(const struct sandbox__cmd *cmd, struct sandbox__out
     for (int i = 0; i < 3; i++)
         ec_buf_init(&streams[i].buf, 0);
 
+    int inner_pidfd = -1;
+    bool inner_seen = false;
+    int64_t killed_at = 0;
     int64_t deadline = started_ms + cmd->lim->wall_timeout_ms;
     int64_t drain_until = INT64_MAX;
     bool reaped = false, killed = false;
@@ -370,11 +390,25 @@ enum ec_status sandbox__exec(const struct sandbox__cmd *cmd, struct sandbox__out
         int64_t now = ec_mono_ms();
         if (reaped && (!open_streams || now >= drain_until))
             break;
+        if (!inner_seen && cmd->bwrap_status && streams[2].buf.len > 0 &&
+            strchr(streams[2].buf.data, '}') != NULL) {
+            inner_pidfd = bwrap_inner_pidfd(&streams[2].buf);
+            inner_seen = true;
+        }
+        if (killed && !reaped && now >= killed_at + 1000)
+            kill(pid, SIGKILL); /* bwrap did not follow its sandbox within a second */
         if (!killed && now >= deadline) {
             killed = true;
+            killed_at = now;
             out->timed_out = true;
-            kill(pid, SIGKILL);
-            kill(-pid, SIGKILL);
+            /* bwrap: the sandbox's init first; the pid namespace dies with it and bwrap reaps
+             * it and exits. Killing bwrap first would orphan that init to the host's pid 1. */
+            if (inner_pidfd >= 0) {
+                syscall(SYS_pidfd_send_signal, inner_pidfd, SIGKILL, NULL, 0);
+            } else {
+                kill(pid, SIGKILL);
+                kill(-pid, SIGKILL);
+            }
             if (cmd->docker_name != NULL)
                 docker_kill(cmd->docker_name);
         }
@@ -428,6 +462,8 @@ enum ec_status sandbox__exec(const struct sandbox__cmd *cmd, struct sandbox__out
     }
     if (pidfd >= 0)
         close(pidfd);
+    if (inner_pidfd >= 0)
+        close(inner_pidfd);
 
     if (st == EC_OK) {
         out->exit_code = out->timed_out ? SANDBOX_EXIT_TIMEOUT : exit_code_of(wstatus);
