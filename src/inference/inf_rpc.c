@@ -7,6 +7,7 @@
 
 #include "common/ec_crypto.h"
 #include "common/ec_mem.h"
+#include "inference/inf_relay.h"
 #include "mesh/rpc.h"
 
 #include <string.h>
@@ -138,31 +139,34 @@ static enum ec_status rpc_list_models(struct rpc_call *call, const ProtobufCMess
 
 struct relay {
     struct rpc_call *call;
-    struct inf_service *s;
     const char *model;
-    bool first_sent;
 };
 
-static enum ec_status relay_chunk(void *ctx, const struct inf_ollama_chunk *chunk,
-                                  struct ec_err *err)
+/* The Ollama calls behind Generate and Chat, run by inf_relay_stream's helper thread. */
+struct generate_job {
+    struct inf_ollama *ollama;
+    const char *model, *prompt;
+    struct inf_ollama_gen_opts opts;
+};
+
+static enum ec_status run_generate(void *arg, inf_ollama_chunk_fn fn, void *ctx, struct ec_err *err)
 {
-    struct relay *r = ctx;
-    Edgecoder__V1__TokenChunk msg;
-    edgecoder__v1__token_chunk__init(&msg);
-    msg.content = (char *)chunk->content;
-    msg.done = chunk->done;
-    msg.done_reason = (char *)chunk->done_reason;
-    msg.eval_count = chunk->eval_count;
-    if (!r->first_sent || chunk->done)
-        msg.model = (char *)r->model;
-    if (chunk->content_len == 0 && !chunk->done)
-        return EC_OK; /* nothing to relay (e.g. a keep-alive line) */
-    if (memchr(chunk->content, '\0', chunk->content_len) != NULL)
-        return ec_err_set(err, EC_EUNAVAIL, INF_OLLAMA_ERROR_CODE,
-                          "ollama sent a NUL character in the text");
-    r->first_sent = true;
-    atomic_fetch_add(&r->s->metrics.stream_tokens, 1);
-    return rpc_stream_send(r->call, &msg.base, err);
+    struct generate_job *j = arg;
+    return inf_ollama_generate_stream(j->ollama, j->model, j->prompt, &j->opts, fn, ctx, err);
+}
+
+struct chat_job {
+    struct inf_ollama *ollama;
+    const char *model;
+    const struct inf_ollama_message *messages;
+    size_t n_messages;
+    struct inf_ollama_gen_opts opts;
+};
+
+static enum ec_status run_chat(void *arg, inf_ollama_chunk_fn fn, void *ctx, struct ec_err *err)
+{
+    struct chat_job *j = arg;
+    return inf_ollama_chat(j->ollama, j->model, j->messages, j->n_messages, &j->opts, fn, ctx, err);
 }
 
 static enum ec_status stream_done(struct inf_service *s, struct rpc_call *call, enum ec_status st,
@@ -192,10 +196,12 @@ static enum ec_status rpc_generate(struct rpc_call *call, const ProtobufCMessage
         return ec_err_set(err, EC_EINVAL, NULL, "maxTokens: %d is not within 0..%d", in->max_tokens,
                           MAX_TOKENS_CAP);
     atomic_fetch_add(&s->metrics.stream_requests, 1);
-    struct relay r = { .call = call,
-                       .s = s,
-                       .model = set(in->model) ? in->model : s->cfg->default_model };
-    struct inf_ollama_gen_opts gopts = {
+    struct generate_job job = {
+        .ollama = s->ollama,
+        .model = set(in->model) ? in->model : s->cfg->default_model,
+        .prompt = in->prompt,
+    };
+    job.opts = (struct inf_ollama_gen_opts){
         .system = in->system_present_case == EDGECODER__V1__GENERATE_REQUEST__SYSTEM_PRESENT_SYSTEM
                       ? in->system
                       : NULL,
@@ -205,7 +211,9 @@ static enum ec_status rpc_generate(struct rpc_call *call, const ProtobufCMessage
         .num_predict = in->max_tokens,
         .timeout_ms = call_timeout_ms(call),
     };
-    st = inf_ollama_generate_stream(s->ollama, r.model, in->prompt, &gopts, relay_chunk, &r, err);
+    int64_t tokens = 0;
+    st = inf_relay_stream(call, job.model, run_generate, &job, &tokens, err);
+    atomic_fetch_add(&s->metrics.stream_tokens, tokens);
     return stream_done(s, call, st, err);
 }
 
@@ -242,18 +250,23 @@ static enum ec_status rpc_chat(struct rpc_call *call, const ProtobufCMessage *re
         return ec_err_set(err, EC_EINVAL, NULL, "messages: over %u bytes of content",
                           MAX_CHAT_BYTES);
     atomic_fetch_add(&s->metrics.stream_requests, 1);
-    struct relay r = { .call = call,
-                       .s = s,
-                       .model = set(in->model) ? in->model : s->cfg->default_model };
+    struct chat_job job = {
+        .ollama = s->ollama,
+        .model = set(in->model) ? in->model : s->cfg->default_model,
+        .messages = msgs,
+        .n_messages = in->n_messages,
+    };
     bool has_temp = in->temperature_present_case ==
                     EDGECODER__V1__CHAT_REQUEST__TEMPERATURE_PRESENT_TEMPERATURE;
-    struct inf_ollama_gen_opts gopts = {
+    job.opts = (struct inf_ollama_gen_opts){
         .has_temperature = true,
         .temperature = has_temp ? in->temperature : CHAT_TEMPERATURE,
         .num_predict = in->max_tokens > 0 ? in->max_tokens : CHAT_NUM_PREDICT,
         .timeout_ms = call_timeout_ms(call),
     };
-    st = inf_ollama_chat(s->ollama, r.model, msgs, in->n_messages, &gopts, relay_chunk, &r, err);
+    int64_t tokens = 0;
+    st = inf_relay_stream(call, job.model, run_chat, &job, &tokens, err);
+    atomic_fetch_add(&s->metrics.stream_tokens, tokens);
     return stream_done(s, call, st, err);
 }
 
@@ -283,7 +296,7 @@ static enum ec_status rpc_pull_model(struct rpc_call *call, const ProtobufCMessa
     if ((st = check_model(in->model, err)) != EC_OK)
         return st;
     atomic_fetch_add(&s->metrics.stream_requests, 1);
-    struct relay r = { .call = call, .s = s, .model = in->model };
+    struct relay r = { .call = call, .model = in->model };
     st = inf_ollama_pull(s->ollama, in->model, relay_progress, &r, err);
     return stream_done(s, call, st, err);
 }

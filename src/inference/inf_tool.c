@@ -243,6 +243,7 @@ static int run_escalate(const struct tool_args *a)
 
 struct chat_state {
     size_t chunks;
+    int64_t tokens; /* Ollama chunks, as the service counts them in TokenChunk.tokens */
     bool done;
     struct ec_buf text;
 };
@@ -254,6 +255,7 @@ static enum ec_status on_chunk(void *ud, const uint8_t *msg, size_t len, struct 
     if (c == NULL)
         return ec_err_set(err, EC_EUPSTREAM, NULL, "a TokenChunk does not parse");
     cs->chunks++;
+    cs->tokens += c->tokens;
     cs->done = cs->done || c->done;
     ec_buf_puts(&cs->text, c->content);
     edgecoder__v1__token_chunk__free_unpacked(c, NULL);
@@ -323,6 +325,7 @@ static int run_chat(const struct tool_args *a)
             break;
         ec_buf_reset(&cs.text);
         cs.done = false;
+        cs.tokens = 0;
         struct rpc_call_opts opts = { .timeout_ms = 120000, .md = md, .n_md = nmd };
         int64_t t0 = ec_mono_us();
         st = rpc_server_stream_raw(ch, "/edgecoder.v1.Inference/Chat", bytes, len, on_chunk, &cs,
@@ -336,12 +339,15 @@ static int run_chat(const struct tool_args *a)
     } else {
         struct ec_buf b;
         ec_buf_init(&b, 0);
-        ec_buf_printf(&b, "{\"ok\":true,\"done\":%s,\"chunks\":%zu", cs.done ? "true" : "false",
-                      cs.chunks);
+        ec_buf_printf(&b, "{\"ok\":true,\"done\":%s,\"chunks\":%zu,\"tokens\":%lld",
+                      cs.done ? "true" : "false", cs.chunks, (long long)cs.tokens);
         put_string(&b, "text", cs.text.data != NULL ? cs.text.data : "");
         if (a->count > 0) {
             put_percentiles(&b, us, n);
-            ec_buf_printf(&b, ",\"chunksPerSec\":%.0f",
+            /* Over all calls: the last call's counts times the number of calls. */
+            ec_buf_printf(&b, ",\"tokensPerSec\":%.0f,\"messagesPerSec\":%.0f",
+                          total_us > 0 ? (double)cs.tokens * (double)n * 1e6 / (double)total_us
+                                       : 0.0,
                           total_us > 0 ? (double)cs.chunks * 1e6 / (double)total_us : 0.0);
         }
         ec_buf_puts(&b, "}\n");

@@ -243,12 +243,19 @@ class Handler(BaseHTTPRequestHandler):
         self.stream_tokens(model, response, rule, chat)
 
     def token_line(self, model, tok, chat):
-        obj = {"model": model, "created_at": now_iso(), "done": False}
-        if chat:
-            obj["message"] = {"role": "assistant", "content": tok}
-        else:
-            obj["response"] = tok
-        return (json.dumps(obj) + "\n").encode()
+        # The same bytes json.dumps would give, without its cost per token (the bench streams
+        # tens of thousands): the fixed part is formatted once per stream.
+        key = (model, chat)
+        cache = self.__dict__.setdefault("_line_cache", {})
+        if key not in cache:
+            head = '{"model": %s, "created_at": "%s", "done": false, ' % (json.dumps(model),
+                                                                         now_iso())
+            cache[key] = (head + ('"message": {"role": "assistant", "content": ' if chat
+                                  else '"response": '), "}}\n" if chat else "}\n", {})
+        head, tail, toks = cache[key]
+        if tok not in toks:
+            toks[tok] = (head + json.dumps(tok) + tail).encode()
+        return toks[tok]
 
     def stream_tokens(self, model, response, rule, chat):
         tokens = TOKEN_RE.findall(response)

@@ -380,7 +380,9 @@ class InferenceService(harness.TestCase):
         body = pb.ChatRequest(messages=[pb.ChatMessage(role="user", content="hi")])
         body = body.SerializeToString()
         chunks = list(self.stream("Chat", body, self.signed("Chat", body)))
-        self.assertEqual(len(chunks), 6)  # five tokens and the done message
+        # Five tokens and the done line; tokens that queue up during a send travel together.
+        self.assertEqual(sum(c.tokens for c in chunks), 6)
+        self.assertEqual("".join(c.content for c in chunks), "Hello from the fake Ollama.")
         last = [r for r in self.fake.requests() if r["path"] == "/api/chat"][-1]
         self.assertEqual(last["options"], {"temperature": 0.7, "num_predict": 4096})
         body = pb.ListModelsRequest().SerializeToString()
@@ -411,7 +413,7 @@ class InferenceService(harness.TestCase):
             for c in self.stream("Chat", body, self.signed("Chat", body)):
                 got.append(c.content)
         self.assertEqual(ctx.exception.code(), grpc.StatusCode.UNAVAILABLE)
-        self.assertEqual(got, ["a ", "b ", "c "])
+        self.assertEqual("".join(got), "a b c ")
         body = pb.GenerateRequest(prompt="stall-now please").SerializeToString()
         started = time.monotonic()
         with self.assertRaises(grpc.RpcError) as ctx:
@@ -429,7 +431,8 @@ class InferenceService(harness.TestCase):
             started = time.monotonic()
             with self.assertRaises(grpc.RpcError) as ctx:
                 for c in self.stream("Chat", body, self.signed("Chat", body), port=grpc_port):
-                    got.append(c.content)
+                    got.append(c.content)  # 300 ms apart: each token alone, as it arrives
+                    self.assertEqual(c.tokens, 1)
                     if len(got) == 2:
                         fake.kill()
             self.assertEqual(ctx.exception.code(), grpc.StatusCode.UNAVAILABLE)
