@@ -268,6 +268,8 @@ void agent_free(struct agent *a)
 /* --- the control loop --------------------------------------------------------------------- */
 
 struct loop {
+    bool sandbox_ok; /* sandbox_probe passed: only then is work taken */
+    bool sandbox_warned;
     bool registered;
     bool dormant;
     int64_t wait_until;
@@ -376,6 +378,27 @@ static bool free_slot(struct agent *a)
     return free_;
 }
 
+/* Like the original, which never registered without Docker: an agent whose sandbox cannot run
+ * takes no work (it would only fail it), and keeps checking with back-off. */
+static bool sandbox_ready(struct agent *a, struct loop *l)
+{
+    if (l->sandbox_ok)
+        return true;
+    struct ec_err err = { 0 };
+    if (sandbox_probe(&a->sandbox, &err) == EC_OK) {
+        l->sandbox_ok = true;
+        if (l->sandbox_warned)
+            EC_INFO("the sandbox works now", EC_LS("sandbox", sandbox_mode_name(a->sandbox.mode)));
+        return true;
+    }
+    if (!l->sandbox_warned)
+        EC_WARN("the sandbox cannot run here: taking no work until it can",
+                EC_LS("sandbox", sandbox_mode_name(a->sandbox.mode)), EC_LS("reason", err.msg));
+    l->sandbox_warned = true;
+    l->wait_until = ec_mono_ms() + agent_backoff_next(&l->slow);
+    return false;
+}
+
 /* One turn of the loop: whatever is due. */
 static void turn(struct agent *a, struct loop *l)
 {
@@ -383,6 +406,8 @@ static void turn(struct agent *a, struct loop *l)
     if (now < l->wait_until)
         return;
     if (!l->registered) {
+        if (!sandbox_ready(a, l))
+            return;
         do_register(a, l);
         return;
     }
@@ -451,10 +476,6 @@ void agent_run(struct agent *a)
     EC_INFO("agent starting", EC_LS("agent_id", a->agent_id), EC_LS("provider", a->cfg->provider),
             EC_LS("sandbox", sandbox_mode_name(a->sandbox.mode)),
             EC_LI("max_concurrent_tasks", a->cfg->max_concurrent));
-    struct ec_err err = { 0 };
-    if (sandbox_probe(&a->sandbox, &err) != EC_OK)
-        EC_WARN("the sandbox cannot run here; results will report it",
-                EC_LS("sandbox", sandbox_mode_name(a->sandbox.mode)), EC_LS("reason", err.msg));
     agent_coords_resolve(a);
     for (;;) {
         pthread_mutex_lock(&a->lock);
