@@ -10,6 +10,7 @@ import http.client
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -466,6 +467,30 @@ class AgentTests(harness.TestCase):
         self.assertEqual(self.task(base, "r-2")["subtasks"][0]["result"]["output"],
                          LABEL + "via the cache\n")
         self.assertEqual(agent2.stop(), 0)
+        self.assertEqual(coord.stop(), 0)
+
+    def test_no_work_without_a_working_sandbox(self):
+        db = "agent61_nosandbox"
+        self.pg.create_db(db, "coordinator")
+        port = harness.free_port()
+        base = "http://127.0.0.1:%d" % port
+        coord = self.coordinator(db, port)
+        self.submit(base, "s-1", "print(1)")
+        daemon = subprocess.run(["docker", "info"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, timeout=60).returncode == 0 \
+            if shutil.which("docker") else False
+        agent = self.agent(self.state_dir(), base, SANDBOX_MODE="docker")
+        if daemon:  # docker works here: the agent says so when it registers
+            self.wait_for("registration", lambda: self.log_has(agent, "agent registered"),
+                          proc=agent)
+            self.assertEqual(self.pg.psql("SELECT sandbox_mode FROM agents", db), "docker")
+        else:  # no daemon: no registration, no lease, a clear line
+            self.wait_for("the sandbox log line", lambda: self.log_has(
+                agent, "the sandbox cannot run here: taking no work until it can"), proc=agent)
+            time.sleep(1.5)
+            self.assertEqual(self.task(base, "s-1")["status"], "queued")
+            self.assertEqual(self.pg.psql("SELECT count(*) FROM agents", db), "0")
+        self.assertEqual(agent.stop(), 0)
         self.assertEqual(coord.stop(), 0)
 
     def test_identity_survives_restarts(self):
