@@ -12,7 +12,6 @@ int cmd_sandbox(int argc, char **argv);
 int cmd_coordinator(int argc, char **argv);
 int cmd_agent_sim(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
-int cmd_agent(int argc, char **argv);
 int cmd_inference(int argc, char **argv);
 int cmd_bootstrap(int argc, char **argv);
 

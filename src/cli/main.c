@@ -17,7 +17,6 @@ struct command {
 static const struct command commands[] = {
     { "coordinator", cmd_coordinator, "the coordinator: agent API (HTTP) and Coordinator (gRPC)" },
     { "agent", cmd_agent, "the agent: runs a coordinator's subtasks in the sandbox" },
-    { "agent", cmd_agent, "the agent: runs a coordinator's subtasks in the sandbox" },
     { "agent-sim", cmd_agent_sim, "many simulated agents against a coordinator (benchmarks)" },
     { "inference", cmd_inference, "the inference service: Inference (gRPC), /health and /metrics" },
     { "bootstrap", cmd_bootstrap, "bootstrap coordinator: migrations, then OLLAMA_MODEL" },
