@@ -197,7 +197,9 @@ static void sleep_ms(long ms)
 
 /* Kills every process of the run's uid: a helper process becomes that uid, and kill(-1) then
  * reaches exactly the processes that uid owns, wherever they moved (new sessions, groups, pid
- * namespaces). Repeated while anything answers; dying zombies answer briefly too. */
+ * namespaces). One pass suffices: kill(-1) walks the process list under the tasklist lock, and a
+ * fork racing with it fails once its parent has SIGKILL pending; the second pass is cheap
+ * insurance. Not looped until nothing answers: zombies answer kill() too. */
 static void sweep_uid(uid_t uid)
 {
     pid_t pid = fork();
@@ -205,13 +207,12 @@ static void sweep_uid(uid_t uid)
         if (syscall(SYS_setgroups, 0, NULL) != 0 || syscall(SYS_setresgid, uid, uid, uid) != 0 ||
             syscall(SYS_setresuid, uid, uid, uid) != 0)
             _exit(1);
-        for (int i = 0; i < 50; i++) {
-            if (kill(-1, SIGKILL) != 0)
-                _exit(0);
+        if (kill(-1, SIGKILL) == 0) {
             struct timespec ts = { .tv_sec = 0, .tv_nsec = 1000000L };
             nanosleep(&ts, NULL);
+            kill(-1, SIGKILL);
         }
-        _exit(2);
+        _exit(0);
     }
     if (pid > 0)
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
