@@ -15,6 +15,8 @@
 #include "coord/coord_queue.h"
 #include "edge/edge.h"
 
+struct inf_client;
+
 #include "edgecoder/v1/coordinator.pb-c.h"
 
 #include <jansson.h>
@@ -39,7 +41,8 @@ struct coord_config {
     char *private_key_pem, *public_key_pem;
     char *public_url;
     char *portal_service_url, *portal_service_token;
-    char *inference_url;
+    char *inference_url, *inference_auth_token;
+    int64_t inference_timeout_ms;
     char *ollama_host, *local_model_provider, *ollama_model;
     char *network_mode;
     int64_t max_skew_ms, nonce_ttl_ms;
@@ -217,7 +220,8 @@ struct coord {
     struct coord_ledger *ledger;
     struct coord_gate *gate;
     struct coord_agents *agents;
-    struct ec_http_client *http; /* Ollama */
+    struct ec_http_client *http;  /* Ollama */
+    struct inf_client *inference; /* NULL: INFERENCE_URL unset, /submit makes one subtask */
     struct edge_server *edge;
     struct rpc_server *rpc;
     struct rpc_service *rpc_service; /* the table with data = this */

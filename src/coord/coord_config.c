@@ -196,6 +196,12 @@ static const struct ec_cfg_var coord_vars[] = {
     { "INFERENCE_URL", EC_CFG_URL, CFG(inference_url), NULL, 0, 0, 0, validate_inference_url,
       "the inference service's gRPC address (grpcs://host:port, or https://host with port "
       "4402); unset: /submit makes one subtask per task, as the original's fallback did" },
+    { "INFERENCE_AUTH_TOKEN", EC_CFG_STR, CFG(inference_auth_token), NULL, 0, 0, EC_CFG_SECRET,
+      NULL, "sent to the inference service as x-inference-token" },
+    { "COORDINATOR_INFERENCE_TIMEOUT_MS", EC_CFG_INT, CFG(inference_timeout_ms), "120000", 1000,
+      600000, 0, NULL,
+      "how long /submit waits for Inference.Decompose (a cold model load is slow) before it "
+      "falls back to one subtask" },
     { "OLLAMA_HOST", EC_CFG_STR, CFG(ollama_host), "http://127.0.0.1:11434", 0, 0, 0,
       validate_ollama_host, "Ollama base URL probed by GET /health/runtime" },
     { "LOCAL_MODEL_PROVIDER", EC_CFG_STR, CFG(local_model_provider), "edgecoder-local", 0, 0, 0,

@@ -1,6 +1,7 @@
 /* Submitting work and reading it back: POST /submit (validated, decomposed, stored with its
  * subtasks in one transaction) and GET /tasks/:taskId, which the original did not have. */
 #include "coord/coord_http_int.h"
+#include "inference/inference_client.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -26,6 +27,50 @@ static bool snapshot_ref_ok(const char *s)
         if ((unsigned char)*p <= 0x20 || (unsigned char)*p == 0x7f)
             return false;
     return true;
+}
+
+/* The task's subtasks: from Inference.Decompose when INFERENCE_URL is set, else (and whenever
+ * the service cannot answer) one subtask holding the prompt, the original's fallback. The
+ * service's own fallback (its model was unusable) is kept as it said. */
+static void decompose(struct coord *c, struct ec_arena *a, struct coord_task_spec *t)
+{
+    struct inf_decomposition d = { 0 };
+    if (c->inference != NULL) {
+        struct ec_err why = { 0 };
+        if (inf_client_decompose(c->inference, t->task_id, t->prompt, t->language, t->snapshot_ref,
+                                 a, &d, &why) != EC_OK) {
+            EC_WARN("decomposition failed: one subtask holds the prompt", EC_LS("task", t->task_id),
+                    EC_LS("code", ec_err_code(&why)), EC_LS("error", why.msg));
+            d.count = 0;
+        }
+    }
+    if (d.count == 0) {
+        struct coord_subtask_spec *one = ec_arena_zalloc(a, sizeof(*one));
+        *one = (struct coord_subtask_spec){ .input = t->prompt,
+                                            .language = t->language,
+                                            .kind = "micro_loop",
+                                            .timeout_ms = FALLBACK_TIMEOUT };
+        t->decomposition_fallback = true;
+        t->subtasks = one;
+        t->n_subtasks = 1;
+        return;
+    }
+    struct coord_subtask_spec *subs = ec_arena_zalloc(a, d.count * sizeof(*subs));
+    for (size_t i = 0; i < d.count; i++) {
+        const struct inf_subtask *s = &d.subtasks[i];
+        const char *lang =
+            s->language != NULL && s->language[0] != '\0' ? s->language : t->language;
+        if (strcmp(lang, "python") != 0 && strcmp(lang, "javascript") != 0)
+            lang = t->language; /* the model named a language no agent runs */
+        subs[i] = (struct coord_subtask_spec){ .input = s->input,
+                                               .language = lang,
+                                               .kind = "micro_loop",
+                                               .timeout_ms = s->timeout_ms > 0 ? s->timeout_ms
+                                                                               : FALLBACK_TIMEOUT };
+    }
+    t->decomposition_fallback = d.fallback;
+    t->subtasks = subs;
+    t->n_subtasks = d.count;
 }
 
 enum ec_status coord__h_submit(struct edge_req *req, struct edge_resp *resp, struct ec_err *err)
@@ -63,16 +108,8 @@ enum ec_status coord__h_submit(struct edge_req *req, struct edge_resp *resp, str
         t.project_id = "default";
     t.priority = (int)priority;
     /* sandboxRequired is accepted and ignored, as in the original: tenant work never goes to an
-     * agent without a sandbox anyway. Decomposition through the inference service comes with
-     * the inference issue; until then (and whenever it is not configured) the task is one
-     * subtask, the original's fallback. */
-    struct coord_subtask_spec one = { .input = t.prompt,
-                                      .language = t.language,
-                                      .kind = "micro_loop",
-                                      .timeout_ms = FALLBACK_TIMEOUT };
-    t.decomposition_fallback = true;
-    t.subtasks = &one;
-    t.n_subtasks = 1;
+     * agent without a sandbox anyway. */
+    decompose(c, req->arena, &t);
     const char **ids = NULL;
     size_t n = 0;
     if ((st = coord_queue_submit(c->queue, req->arena, &t, &ids, &n, err)) != EC_OK)

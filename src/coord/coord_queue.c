@@ -288,8 +288,9 @@ static const char *subtask_id(struct ec_arena *a, const char *task_id, size_t i)
     return ec_arena_sprintf(a, "%s:%zu", task_id, i);
 }
 
-/* The subtasks as JSON rows for json_to_recordset, and the SHA-256 (hex) of the whole
- * normalised submission, which a resubmission of the same task id must match. */
+/* The subtasks as JSON rows for json_to_recordset, and the SHA-256 (hex) of the normalised
+ * submission, which a resubmission of the same task id must match. The subtasks are not in it:
+ * they are derived (a model may split the same submission differently twice). */
 static enum ec_status encode_spec(struct ec_arena *a, const struct coord_task_spec *spec,
                                   const struct norm_task *t, const char **rows_json,
                                   const char **sha_hex, struct ec_err *err)
@@ -307,12 +308,12 @@ static enum ec_status encode_spec(struct ec_arena *a, const struct coord_task_sp
                             dflt(s->language, t->language), "input", s->input, "timeout_ms",
                             (json_int_t)timeout, "deps", deps, "pending", (int)s->n_depends_on));
     }
-    json_t *whole = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:i,s:o,s:b,s:O}", "taskId", t->task_id, "prompt",
-        t->prompt, "language", t->language, "snapshotRef", t->snapshot_ref, "submitter",
-        t->submitter, "projectId", t->project, "tenantId", jstr_or_null(t->tenant), "resourceClass",
-        t->resource_class, "priority", t->priority, "requestedModel",
-        jstr_or_null(t->requested_model), "fallback", t->fallback, "subtasks", rows);
+    json_t *whole =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:i,s:o}", "taskId", t->task_id, "prompt",
+                  t->prompt, "language", t->language, "snapshotRef", t->snapshot_ref, "submitter",
+                  t->submitter, "projectId", t->project, "tenantId", jstr_or_null(t->tenant),
+                  "resourceClass", t->resource_class, "priority", t->priority, "requestedModel",
+                  jstr_or_null(t->requested_model));
     char *rows_text = json_dumps(rows, JSON_COMPACT);
     char *whole_text = whole != NULL ? json_dumps(whole, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(rows);
@@ -337,6 +338,8 @@ struct submit_ctx {
     size_t n_subtasks;
     int max_attempts;
     const char *rows_json, *sha_hex;
+    const char **stored_ids; /* a repeated submission: the ids stored the first time */
+    size_t n_stored;
 };
 
 static enum ec_status submit_tx(struct ec_pg_conn *c, struct ec_arena *a, void *p,
@@ -397,8 +400,19 @@ static enum ec_status submit_tx(struct ec_pg_conn *c, struct ec_arena *a, void *
                          err);
         if (st != EC_OK)
             return st;
-        if (ec_pg_nrows(res) == 1 && strcmp(ec_pg_value(res, 0, 0), x->sha_hex) == 0)
+        if (ec_pg_nrows(res) == 1 && strcmp(ec_pg_value(res, 0, 0), x->sha_hex) == 0) {
+            st = ec_pg_query(c,
+                             "SELECT subtask_id FROM subtasks WHERE task_id = $1 "
+                             "ORDER BY subtask_index",
+                             1, params, a, &res, err);
+            if (st != EC_OK)
+                return st;
+            x->n_stored = (size_t)ec_pg_nrows(res);
+            x->stored_ids = ec_arena_alloc(a, (x->n_stored + 1) * sizeof(*x->stored_ids));
+            for (size_t i = 0; i < x->n_stored; i++)
+                x->stored_ids[i] = ec_pg_value(res, (int)i, 0);
             return EC_OK;
+        }
         return ec_err_set(err, EC_ECONFLICT, "task_exists",
                           "task %.64s exists with a different body", t->task_id);
     }
@@ -427,6 +441,11 @@ enum ec_status coord_queue_submit(struct coord_queue *q, struct ec_arena *arena,
         return st;
     if ((st = ec_pg_tx(q->pool, EC_PG_READ_COMMITTED, arena, submit_tx, &x, err)) != EC_OK)
         return st;
+    if (x.stored_ids != NULL) {
+        *subtask_ids = x.stored_ids;
+        *n_ids = x.n_stored;
+        return EC_OK;
+    }
     const char **ids = ec_arena_alloc(arena, spec->n_subtasks * sizeof(*ids));
     for (size_t i = 0; i < spec->n_subtasks; i++)
         ids[i] = subtask_id(arena, t.task_id, i);

@@ -7,6 +7,7 @@
 #include "common/ec_mem.h"
 #include "coord/coord_auth.h"
 #include "coord/coord_ledger.h"
+#include "inference/inference_client.h"
 #include "mesh/rpc.h"
 
 #include <errno.h>
@@ -101,6 +102,17 @@ enum ec_status coord_new(const struct coord_config *cfg, struct coord **out, str
         (st = coord_grpc_target(cfg->portal_service_url, COORD_PORTAL_GRPC_PORT, &c->portal_target,
                                 err)) != EC_OK)
         return st;
+
+    if (set(cfg->inference_url)) {
+        struct inf_client_opts iopts = { .url = cfg->inference_url,
+                                         .tls = { cfg->tls_ca, cfg->tls_cert, cfg->tls_key },
+                                         .auth_token = cfg->inference_auth_token,
+                                         .peer_id = c->peer_id,
+                                         .signing_key = c->identity_key,
+                                         .timeout_ms = cfg->inference_timeout_ms };
+        if ((st = inf_client_new(&iopts, &c->inference, err)) != EC_OK)
+            return st;
+    }
 
     struct ec_pg_pool_opts popts = { .application_name = "edgecoder-coordinator",
                                      .statement_timeout_ms = 30000 };
@@ -334,6 +346,7 @@ void coord_free(struct coord *c)
     rpc_server_free(c->rpc);
     free(c->rpc_service);
     ec_http_client_free(c->http);
+    inf_client_free(c->inference);
     coord_agents_free(c->agents);
     coord_gate_free(c->gate);
     coord_auth_free(c->auth);
