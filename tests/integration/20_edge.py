@@ -63,7 +63,12 @@ class EdgeChecks:
         if self.TLS:
             sock = self.ctx.wrap_socket(sock, server_hostname="127.0.0.1")
         try:
-            sock.sendall(data)
+            try:
+                sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
+                # The server may answer (431/413) and close before it read everything; its
+                # answer is still there to read.
+                pass
             out = b""
             while True:
                 try:

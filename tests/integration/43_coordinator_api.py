@@ -4,13 +4,10 @@ tampered / unsigned requests, the enrollment gate's refusals, bad input as 400s 
 lease refusals, sealed work, key changes, diagnostics, the gRPC Coordinator service and the
 configuration errors."""
 
-import importlib.util
 import json
 import os
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -43,17 +40,6 @@ NODES = {"nodes": [
     {"nodeId": "coord-node", "nodeKind": "coordinator", "registrationToken": "tok-coord",
      "ownerEmail": "c@example.com", "emailVerified": True, "nodeApproved": True},
 ]}
-
-
-def load_pb(name):
-    out = tempfile.mkdtemp(prefix="ec-pb-")
-    subprocess.run(["/usr/bin/protoc", "-I" + os.path.join(harness.ROOT, "proto"),
-                    "--python_out=" + out, "edgecoder/v1/%s.proto" % name], check=True)
-    path = os.path.join(out, "edgecoder", "v1", name + "_pb2.py")
-    spec = importlib.util.spec_from_file_location("ec_%s_pb2" % name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 class StandIn:
@@ -117,7 +103,7 @@ class CoordinatorApi(harness.TestCase):
             cls.standin.port), port=cls.port)
         harness.wait_port(cls.gport, proc=cls.proc.proc)
         cls.base = "http://127.0.0.1:%d" % cls.port
-        cls.pb = load_pb("coordinator")
+        cls.pb = harness.load_pb("coordinator")
 
     @classmethod
     def tearDownClass(cls):
@@ -391,7 +377,7 @@ class CoordinatorApi(harness.TestCase):
                          200)
 
     def set_approval(self, node_id, approved):
-        pp = load_pb("portal_internal")
+        pp = harness.load_pb("portal_internal")
         with open(self.certs.ca, "rb") as f:
             ca = f.read()
         with open(self.cp_cert[0], "rb") as f:

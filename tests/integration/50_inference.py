@@ -7,13 +7,7 @@ path end to end; configuration errors."""
 
 import base64
 import hashlib
-import importlib.util
 import json
-import os
-import signal
-import subprocess
-import tempfile
-import threading
 import time
 import unittest
 import uuid
@@ -25,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import harness
 
 TOKEN = "inference-token-0123456789abcdef"
-FAKE = os.path.join(harness.ROOT, "tests", "fakes", "fake_ollama.py")
 SVC = "/edgecoder.v1.Inference/"
 
 MULTI = ("Sure! Here is the plan:\n```json\n[\n"
@@ -61,38 +54,7 @@ SCRIPT = {
 }
 
 
-def load_pb(name):
-    out = tempfile.mkdtemp(prefix="ec-pb-")
-    subprocess.run(["/usr/bin/protoc", "-I" + os.path.join(harness.ROOT, "proto"),
-                    "--python_out=" + out, "edgecoder/v1/%s.proto" % name], check=True)
-    path = os.path.join(out, "edgecoder", "v1", name + "_pb2.py")
-    spec = importlib.util.spec_from_file_location("ec_%s_pb2" % name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-pb = load_pb("inference")
-
-
-class FakeOllama:
-    def __init__(self, script):
-        self.proc = subprocess.Popen(["/usr/bin/python3", FAKE, "--port", "0"],
-                                     env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                          "FAKE_OLLAMA_SCRIPT": json.dumps(script)},
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("PORT "), line
-        self.port = int(line.split()[1])
-
-    def requests(self):
-        return harness.request("GET", "http://127.0.0.1:%d/_fake/requests" % self.port).json()[
-            "requests"]
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+pb = harness.load_pb("inference")
 
 
 def pem_private(key):
@@ -137,7 +99,7 @@ class InferenceService(harness.TestCase):
         cls.key_a = Ed25519PrivateKey.generate()
         cls.key_b = Ed25519PrivateKey.generate()
         cls.key_unknown = Ed25519PrivateKey.generate()
-        cls.fake = FakeOllama(SCRIPT)
+        cls.fake = harness.FakeOllama(SCRIPT)
         cls.procs = []
         cls.inf, cls.http_port, cls.grpc_port = cls.start_inference(
             "127.0.0.1:%d" % cls.fake.port)  # "host:port" without a scheme, as Ollama allows
@@ -422,7 +384,7 @@ class InferenceService(harness.TestCase):
         self.assertLess(time.monotonic() - started, 10)  # OLLAMA_IDLE_TIMEOUT_MS is 1.5 s
 
     def test_ollama_killed_mid_stream_and_down(self):
-        fake = FakeOllama(SCRIPT)
+        fake = harness.FakeOllama(SCRIPT)
         try:
             proc, http_port, grpc_port = self.start_inference("http://127.0.0.1:%d" % fake.port)
             body = pb.ChatRequest(messages=[pb.ChatMessage(role="user", content="slow-tokens")])

@@ -4,40 +4,17 @@ OLLAMA_AUTO_INSTALL=true and not installed already, failures reported in the JSO
 no installer ever run."""
 
 import json
-import os
-import subprocess
 import unittest
 
 import harness
 
-FAKE = os.path.join(harness.ROOT, "tests", "fakes", "fake_ollama.py")
-
-
-class FakeOllama:
-    def __init__(self, script):
-        self.proc = subprocess.Popen(["/usr/bin/python3", FAKE, "--port", "0"],
-                                     env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                          "FAKE_OLLAMA_SCRIPT": json.dumps(script)},
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("PORT "), line
-        self.port = int(line.split()[1])
-
-    def requests(self):
-        return harness.request("GET", "http://127.0.0.1:%d/_fake/requests" % self.port).json()[
-            "requests"]
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 class BootstrapCoordinator(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.pg = harness.postgres()
-        cls.fake = FakeOllama({"models": ["qwen2.5:0.5b"], "pull": {"steps": 2,
+        cls.fake = harness.FakeOllama({"models": ["qwen2.5:0.5b"], "pull": {"steps": 2,
                                                                     "fail": ["broken:model"]}})
 
     @classmethod

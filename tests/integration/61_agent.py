@@ -7,7 +7,6 @@ restart; coordinator choice through the registry and then its cache; the identit
 restarts."""
 
 import http.client
-import importlib.util
 import json
 import os
 import shutil
@@ -52,17 +51,6 @@ def py_loop(n, m=1000003):
 def js_loop(n, m=1000003):
     return ("let s = 0;\nfor (let i = 0; i < %d; i++) {\n    s = (s + i) %% %d;\n}\n"
             "console.log(s);\n" % (n, m), str(sum(range(n)) % m))
-
-
-def load_pb(name):
-    out = tempfile.mkdtemp(prefix="ec-pb-")
-    subprocess.run(["/usr/bin/protoc", "-I" + os.path.join(harness.ROOT, "proto"),
-                    "--python_out=" + out, "edgecoder/v1/%s.proto" % name], check=True)
-    path = os.path.join(out, "edgecoder", "v1", name + "_pb2.py")
-    spec = importlib.util.spec_from_file_location("ec61_%s_pb2" % name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 class JsonLines:
@@ -414,7 +402,7 @@ class AgentTests(harness.TestCase):
         self.assertEqual(len(self.log_has(agent, "node not activated: dormant until an operator "
                                           "approves it; retrying with back-off")), 1)
         # The operator approves; the same process goes to work.
-        pp = load_pb("portal_internal")
+        pp = harness.load_pb("portal_internal")
         with open(self.certs.ca, "rb") as f:
             ca = f.read()
         with open(cp_cert[0], "rb") as f:

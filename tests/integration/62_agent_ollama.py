@@ -3,13 +3,10 @@ fake Ollama (tests/fakes/fake_ollama.py): plan -> code -> run -> reflect, at mos
 Python and JavaScript, two subtasks at a time; a model that is down is a failed result that says
 so, not a hang."""
 
-import json
 import os
-import subprocess
 import tempfile
 import time
 import unittest
-import urllib.request
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,7 +15,6 @@ import harness
 
 MESH = "agent-ollama-mesh-token-0123"
 SHA = "0123456789abcdef0123456789abcdef01234567"
-FAKE = os.path.join(harness.ROOT, "tests", "fakes", "fake_ollama.py")
 MODEL = "qwen2.5:7b"
 
 SCRIPT = {
@@ -49,26 +45,6 @@ def coordinator_key_pem():
     return Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()).decode()
-
-
-class FakeOllama:
-    def __init__(self, script):
-        self.proc = subprocess.Popen(["/usr/bin/python3", FAKE, "--port", "0"],
-                                     env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                          "FAKE_OLLAMA_SCRIPT": json.dumps(script)},
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("PORT "), line
-        self.port = int(line.split()[1])
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def requests(self):
-        with urllib.request.urlopen(self.url + "/_fake/requests", timeout=5) as r:
-            return json.loads(r.read())["requests"]
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 class AgentOllama(harness.TestCase):
@@ -120,7 +96,7 @@ class AgentOllama(harness.TestCase):
         self.fail("timed out; agent log:\n" + agent.output()[-3000:])
 
     def test_plan_code_run_reflect(self):
-        fake = FakeOllama(SCRIPT)
+        fake = harness.FakeOllama(SCRIPT)
         self.addCleanup(fake.stop)
         self.submit("o-py", "Add forty and two. PYFIX")
         self.submit("o-js", "Square three and four. JSOK", language="javascript")

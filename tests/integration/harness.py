@@ -4,6 +4,7 @@ processes of the real binary, and small HTTP(S) helpers. Python 3 standard libra
 
 import atexit
 import http.client
+import importlib.util
 import json
 import os
 import shutil
@@ -288,3 +289,48 @@ class TestCase(unittest.TestCase):
             if p.proc.poll() is None:
                 p.proc.kill()
                 p.proc.wait()
+
+
+# --- shared fixtures ---------------------------------------------------------------------------
+
+def load_pb(name):
+    """The Python protobuf module of proto/edgecoder/v1/<name>.proto, compiled by Debian's protoc
+    into a temp dir (the generated code is never committed)."""
+    out = tempfile.mkdtemp(prefix="ec-pb-")
+    subprocess.run(["/usr/bin/protoc", "-I" + os.path.join(ROOT, "proto"),
+                    "--python_out=" + out, "edgecoder/v1/%s.proto" % name], check=True)
+    path = os.path.join(out, "edgecoder", "v1", name + "_pb2.py")
+    spec = importlib.util.spec_from_file_location("ec_%s_pb2" % name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class FakeOllama:
+    """tests/fakes/fake_ollama.py on a free port, driven by a script (see that file)."""
+
+    PATH = os.path.join(ROOT, "tests", "fakes", "fake_ollama.py")
+
+    def __init__(self, script):
+        self.proc = subprocess.Popen(["/usr/bin/python3", self.PATH, "--port", "0"],
+                                     env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                          "FAKE_OLLAMA_SCRIPT": json.dumps(script)},
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("PORT "), line
+        self.port = int(line.split()[1])
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def requests(self):
+        """Every request the fake has answered, oldest first."""
+        return request("GET", self.url + "/_fake/requests").json()["requests"]
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(10)
