@@ -188,10 +188,8 @@ enum ec_status agent_new(const struct agent_config *cfg, struct agent **out, str
 
     int mode = sandbox_mode_parse(cfg->sandbox_mode);
     a->sandbox.mode = mode < 0 ? SANDBOX_BWRAP : (enum sandbox_mode)mode;
-    /* The coordinator knows none | docker | vm; bubblewrap is an isolating sandbox too. */
-    a->sandbox_advertised = a->sandbox.mode == SANDBOX_NONE     ? "none"
-                            : a->sandbox.mode == SANDBOX_DOCKER ? "docker"
-                                                                : "vm";
+    /* What the coordinator is told: "none" keeps tenant work away from this agent. */
+    a->sandbox_advertised = sandbox_mode_name(a->sandbox.mode);
 
     enum ec_status st;
     if ((st = agent_identity_load(cfg->state_dir, &a->id, err)) != EC_OK ||

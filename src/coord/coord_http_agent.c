@@ -9,7 +9,7 @@
 
 static const char *const modes[] = { "swarm-only", "ide-enabled", NULL };
 static const char *const providers[] = { "edgecoder-local", "ollama-local", NULL };
-static const char *const sandboxes[] = { "none", "docker", "vm", NULL };
+static const char *const sandboxes[] = { "none", "docker", "vm", "bubblewrap", NULL };
 
 #define PEM_MAX   2048
 #define TOKEN_MAX 512
