@@ -27,6 +27,16 @@ struct pg_stmt {
     char name[16];
 };
 
+/* Most statements one pipeline carries; a deferred statement beyond that goes at once. */
+#define QUEUE_MAX 16
+
+struct pg_queued {
+    char *sql;
+    char **params;
+    int nparams;
+    bool simple; /* transaction control: no parameters, nothing to prepare */
+};
+
 struct ec_pg_conn {
     struct ec_pg_pool *pool;
     PGconn *pg;              /* NULL after a failed reconnect; the slot is freed on release */
@@ -34,6 +44,11 @@ struct ec_pg_conn {
     struct pg_stmt *stmts;   /* names prepared on this PGconn; dies with it */
     size_t nstmts, stmts_cap;
     unsigned stmt_seq;
+    /* Statements waiting to travel with the next one in one pipeline: a transaction's BEGIN
+     * and statements whose results nobody reads (ec_pg_query_deferred). */
+    struct pg_queued *queued;
+    size_t nqueued, queued_cap;
+    bool in_tx;         /* inside ec_pg_tx: deferred statements wait for the next one */
     bool fresh;         /* nothing sent since ec_pg_acquire: a lost connection may be replayed */
     bool saw_retryable; /* a serialization failure or deadlock since ec_pg_tx began an attempt */
     char sqlstate[6];
@@ -271,6 +286,17 @@ static void conn_close_pg(struct ec_pg_conn *c)
     c->pg = NULL;
 }
 
+static void queue_clear(struct ec_pg_conn *c);
+
+/* Closes the connection and frees the slot's memory. */
+static void conn_free(struct ec_pg_conn *c)
+{
+    conn_close_pg(c);
+    queue_clear(c);
+    free(c->queued);
+    free(c);
+}
+
 /* An idle connection has nothing to say: anything readable is the server's goodbye (a FATAL and
  * EOF after a restart or a terminated backend) or a reset found by keepalives. One poll(2) is
  * far cheaper than a round trip, so every acquire can afford it. */
@@ -343,8 +369,7 @@ void ec_pg_pool_free(struct ec_pg_pool *pool)
     while (pool->idle != NULL) {
         struct ec_pg_conn *c = pool->idle;
         pool->idle = c->next;
-        conn_close_pg(c);
-        free(c);
+        conn_free(c);
         pool->open--;
     }
     /* Freeing a pool under a connection still in use is a bug in the caller's shutdown. */
@@ -406,8 +431,7 @@ enum ec_status ec_pg_acquire(struct ec_pg_pool *pool, struct ec_pg_conn **out, s
                 *out = c;
                 return EC_OK;
             }
-            conn_close_pg(c);
-            free(c);
+            conn_free(c);
             pthread_mutex_lock(&pool->lock);
             pool->open--;
             continue;
@@ -469,8 +493,7 @@ void ec_pg_release(struct ec_pg_conn *c)
         }
     }
     if (!keep) {
-        conn_close_pg(c);
-        free(c);
+        conn_free(c);
         pthread_mutex_lock(&pool->lock);
         slot_free_unlock(pool);
         return;
@@ -523,12 +546,191 @@ static void stmt_forget(struct ec_pg_conn *c, struct pg_stmt *s)
     *s = c->stmts[--c->nstmts];
 }
 
+static bool result_ok(const PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
+}
+
+static void queue_push(struct ec_pg_conn *c, const char *sql, int nparams,
+                       const char *const *params, bool simple)
+{
+    EC_ASSERT(c->nqueued < QUEUE_MAX);
+    if (c->nqueued == c->queued_cap) {
+        c->queued_cap = c->queued_cap ? c->queued_cap * 2 : 4;
+        c->queued = ec_xrealloc(c->queued, c->queued_cap * sizeof(*c->queued));
+    }
+    struct pg_queued *q = &c->queued[c->nqueued++];
+    q->sql = ec_xstrdup(sql);
+    q->nparams = nparams;
+    q->simple = simple;
+    q->params = nparams > 0 ? ec_xcalloc((size_t)nparams, sizeof(*q->params)) : NULL;
+    for (int i = 0; i < nparams; i++)
+        q->params[i] = params[i] != NULL ? ec_xstrdup(params[i]) : NULL;
+}
+
+static void queue_clear(struct ec_pg_conn *c)
+{
+    for (size_t i = 0; i < c->nqueued; i++) {
+        struct pg_queued *q = &c->queued[i];
+        for (int k = 0; k < q->nparams; k++) {
+            if (q->params[k] != NULL) /* a parameter may be key material (a lease key) */
+                explicit_bzero(q->params[k], strlen(q->params[k]));
+            free(q->params[k]);
+        }
+        free(q->params);
+        free(q->sql);
+    }
+    c->nqueued = 0;
+}
+
+/* One statement of a pipeline and what became of it. */
+struct pl_item {
+    const char *sql;
+    const char *const *params;
+    int nparams;
+    bool simple;
+    struct pg_stmt *stmt;  /* cached before this pipeline; valid while sending only */
+    char prepare_name[16]; /* prepared within this pipeline ("" if not) */
+    bool parsed_here;      /* this item sent that Parse */
+};
+
+/* The next result of the current pipeline command and the NULL that ends it; NULL if the
+ * connection failed. */
+static PGresult *pl_result(PGconn *pg)
+{
+    PGresult *r = PQgetResult(pg);
+    if (r != NULL)
+        for (PGresult *extra; (extra = PQgetResult(pg)) != NULL;)
+            PQclear(extra); /* a command yields one result here; be safe */
+    return r;
+}
+
+/* Sends the queued statements and sql in one pipeline (one round trip) and returns sql's result,
+ * or the first failure with *failed_sql naming its statement. The queue is left as it was. */
+static PGresult *conn_exec_pipeline(struct ec_pg_conn *c, const char *sql, int nparams,
+                                    const char *const *params, bool simple, struct pg_stmt **used,
+                                    const char **failed_sql)
+{
+    size_t n = c->nqueued + 1;
+    struct pl_item items[QUEUE_MAX + 1];
+    EC_ASSERT(n <= QUEUE_MAX + 1);
+    for (size_t i = 0; i < c->nqueued; i++)
+        items[i] = (struct pl_item){ .sql = c->queued[i].sql,
+                                     .params = (const char *const *)c->queued[i].params,
+                                     .nparams = c->queued[i].nparams,
+                                     .simple = c->queued[i].simple };
+    items[n - 1] =
+        (struct pl_item){ .sql = sql, .params = params, .nparams = nparams, .simple = simple };
+    if (PQenterPipelineMode(c->pg) != 1)
+        return NULL;
+    bool sent = true;
+    size_t pending_prepares = 0;
+    for (size_t i = 0; i < n && sent; i++) {
+        struct pl_item *it = &items[i];
+        if (it->simple) {
+            sent = PQsendQueryParams(c->pg, it->sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
+            continue;
+        }
+        it->stmt = stmt_find(c, sql_hash(it->sql), it->sql);
+        /* The same new statement twice in one pipeline is prepared once. */
+        for (size_t k = 0; it->stmt == NULL && k < i; k++)
+            if (items[k].prepare_name[0] != '\0' && strcmp(items[k].sql, it->sql) == 0)
+                memcpy(it->prepare_name, items[k].prepare_name, sizeof(it->prepare_name));
+        const char *name = it->stmt != NULL ? it->stmt->name : NULL;
+        if (name == NULL && it->prepare_name[0] != '\0') {
+            name = it->prepare_name;
+        } else if (name == NULL && c->nstmts + pending_prepares < STMT_CACHE_MAX) {
+            snprintf(it->prepare_name, sizeof(it->prepare_name), "ec_%u", ++c->stmt_seq);
+            sent = PQsendPrepare(c->pg, it->prepare_name, it->sql, 0, NULL) == 1;
+            it->parsed_here = true;
+            pending_prepares++;
+            name = it->prepare_name;
+            if (!sent)
+                break;
+        }
+        if (name != NULL)
+            sent = PQsendQueryPrepared(c->pg, name, it->nparams, it->params, NULL, NULL, 0) == 1;
+        else
+            sent = PQsendQueryParams(c->pg, it->sql, it->nparams, NULL, it->params, NULL, NULL,
+                                     0) == 1;
+    }
+    if (!sent || PQpipelineSync(c->pg) != 1) {
+        /* libpq could not even queue it: the connection is unusable for this pipeline. */
+        conn_close_pg(c);
+        return NULL;
+    }
+    PGresult *out = NULL, *fail = NULL;
+    for (size_t i = 0; i < n; i++) {
+        struct pl_item *it = &items[i];
+        if (it->parsed_here) {
+            PGresult *pr = pl_result(c->pg);
+            if (pr == NULL) {
+                conn_close_pg(c);
+                PQclear(fail);
+                return NULL;
+            }
+            if (PQresultStatus(pr) == PGRES_COMMAND_OK) {
+                if (c->nstmts == c->stmts_cap) {
+                    c->stmts_cap = c->stmts_cap ? c->stmts_cap * 2 : 16;
+                    c->stmts = ec_xrealloc(c->stmts, c->stmts_cap * sizeof(*c->stmts));
+                }
+                struct pg_stmt *st = &c->stmts[c->nstmts++];
+                st->hash = sql_hash(it->sql);
+                st->sql = ec_xstrdup(it->sql);
+                memcpy(st->name, it->prepare_name, sizeof(st->name));
+                PQclear(pr);
+            } else if (fail == NULL && PQresultStatus(pr) != PGRES_PIPELINE_ABORTED) {
+                fail = pr;
+                *failed_sql = it->sql;
+            } else {
+                PQclear(pr);
+            }
+        }
+        PGresult *r = pl_result(c->pg);
+        if (r == NULL) {
+            conn_close_pg(c);
+            PQclear(fail);
+            return NULL;
+        }
+        if (i == n - 1 && fail == NULL) {
+            out = r;
+            if (!it->simple)
+                *used = stmt_find(c, sql_hash(it->sql), it->sql);
+        } else if (fail == NULL && !result_ok(r)) {
+            fail = r;
+            *failed_sql = it->sql;
+        } else {
+            PQclear(r);
+        }
+    }
+    PGresult *sync = PQgetResult(c->pg);
+    bool synced = sync != NULL && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+    PQclear(sync);
+    if (!synced || PQexitPipelineMode(c->pg) != 1) {
+        conn_close_pg(c);
+        PQclear(out);
+        PQclear(fail);
+        return NULL;
+    }
+    if (fail != NULL) {
+        PQclear(out);
+        return fail;
+    }
+    *failed_sql = sql;
+    return out;
+}
+
 /* Runs sql, preparing it on first use unless simple (transaction control goes through the
  * simple protocol: there is nothing to plan). *used is the cached statement run, if any. */
 static PGresult *conn_exec(struct ec_pg_conn *c, const char *sql, int nparams,
-                           const char *const *params, bool simple, struct pg_stmt **used)
+                           const char *const *params, bool simple, struct pg_stmt **used,
+                           const char **failed_sql)
 {
     *used = NULL;
+    *failed_sql = sql;
+    if (c->nqueued > 0)
+        return conn_exec_pipeline(c, sql, nparams, params, simple, used, failed_sql);
     if (simple)
         return PQexec(c->pg, sql);
     uint64_t hash = sql_hash(sql);
@@ -553,12 +755,6 @@ static PGresult *conn_exec(struct ec_pg_conn *c, const char *sql, int nparams,
         return PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
     *used = s;
     return PQexecPrepared(c->pg, s->name, nparams, params, NULL, NULL, 0);
-}
-
-static bool result_ok(const PGresult *r)
-{
-    ExecStatusType st = PQresultStatus(r);
-    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
 }
 
 static void result_clear(void *r)
@@ -647,6 +843,7 @@ static enum ec_status conn_run(struct ec_pg_conn *c, const char *sql, int nparam
     if (result != NULL)
         *result = NULL;
     if (c->pg == NULL) {
+        queue_clear(c);
         snprintf(c->sqlstate, sizeof(c->sqlstate), "08006");
         return unavailable(err);
     }
@@ -655,8 +852,9 @@ static enum ec_status conn_run(struct ec_pg_conn *c, const char *sql, int nparam
     bool replayable = c->fresh && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
     c->fresh = false;
     struct pg_stmt *used;
-    PGresult *r = conn_exec(c, sql, nparams, params, simple, &used);
-    if (!result_ok(r) && replayable && PQstatus(c->pg) == CONNECTION_BAD) {
+    const char *failed_sql;
+    PGresult *r = conn_exec(c, sql, nparams, params, simple, &used, &failed_sql);
+    if (!result_ok(r) && replayable && (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD)) {
         PQclear(r);
         r = NULL;
         enum ec_status st = conn_reopen(c, err);
@@ -667,16 +865,18 @@ static enum ec_status conn_run(struct ec_pg_conn *c, const char *sql, int nparam
         pthread_mutex_lock(&c->pool->lock);
         c->pool->counters.retried_queries++;
         pthread_mutex_unlock(&c->pool->lock);
-        r = conn_exec(c, sql, nparams, params, simple, &used);
+        r = conn_exec(c, sql, nparams, params, simple, &used, &failed_sql);
     }
     if (!result_ok(r)) {
-        enum ec_status st = conn_fail(c, sql, r, err);
+        enum ec_status st = conn_fail(c, failed_sql, r, err);
         /* A cached plan whose result type changed under a migration fails until re-prepared. */
         if (used != NULL && strcmp(c->sqlstate, "0A000") == 0)
             stmt_forget(c, used);
         PQclear(r);
+        queue_clear(c); /* lost with the transaction it belonged to */
         return st;
     }
+    queue_clear(c);
     c->sqlstate[0] = '\0';
     if (result == NULL) {
         PQclear(r);
@@ -692,6 +892,16 @@ enum ec_status ec_pg_query(struct ec_pg_conn *conn, const char *sql, int nparams
                            struct pg_result **result, struct ec_err *err)
 {
     return conn_run(conn, sql, nparams, params, false, arena, result, err);
+}
+
+enum ec_status ec_pg_query_deferred(struct ec_pg_conn *conn, const char *sql, int nparams,
+                                    const char *const *params, struct ec_err *err)
+{
+    EC_ASSERT(nparams == 0 || params != NULL);
+    if (!conn->in_tx || conn->nqueued >= QUEUE_MAX)
+        return conn_run(conn, sql, nparams, params, false, NULL, NULL, err);
+    queue_push(conn, sql, nparams, params, false);
+    return EC_OK;
 }
 
 const char *ec_pg_conn_sqlstate(const struct ec_pg_conn *conn)
@@ -716,17 +926,26 @@ static enum ec_status tx_attempt(struct ec_pg_conn *c, enum ec_pg_isolation isol
                                  struct ec_arena *arena, ec_pg_tx_fn fn, void *ctx,
                                  struct ec_err *err)
 {
-    enum ec_status st = conn_run(c, begin_sql[isolation], 0, NULL, true, NULL, NULL, err);
-    if (st != EC_OK)
-        return st;
-    st = fn(c, arena, ctx, err);
+    /* BEGIN travels with the first statement, and deferred statements with the next one or
+     * with COMMIT: a transaction of one statement and a deferred insert is two round trips. */
+    queue_clear(c);
+    queue_push(c, begin_sql[isolation], 0, NULL, true);
+    c->in_tx = true;
+    enum ec_status st = fn(c, arena, ctx, err);
+    c->in_tx = false;
     if (st == EC_OK && c->pg != NULL && PQtransactionStatus(c->pg) == PQTRANS_INERROR)
         /* COMMIT would quietly roll back; fn swallowed an error it should have returned. */
         st = ec_err_set(err, EC_EINTERNAL, NULL, "transaction aborted by an earlier error");
     if (st != EC_OK) {
-        if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK)
+        queue_clear(c);
+        if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK &&
+            PQtransactionStatus(c->pg) != PQTRANS_IDLE)
             PQclear(PQexec(c->pg, "ROLLBACK")); /* release closes it if this failed */
         return st;
+    }
+    if (c->nqueued == 1 && c->queued[0].simple) {
+        queue_clear(c); /* fn ran no statement: there is nothing to commit */
+        return EC_OK;
     }
     return conn_run(c, "COMMIT", 0, NULL, true, NULL, NULL, err);
 }

@@ -74,6 +74,13 @@ enum ec_status ec_pg_query(struct ec_pg_conn *conn, const char *sql, int nparams
                            const char *const *params, struct ec_arena *arena,
                            struct pg_result **result, struct ec_err *err);
 
+/* A statement whose result nobody reads (an audit insert, a bookkeeping update). Inside
+ * ec_pg_tx it waits and travels with the transaction's next statement or with its COMMIT, in one
+ * pipeline: a round trip saved. Its failure then fails that statement (or the COMMIT), naming it
+ * in the log. Outside a transaction it runs at once, as ec_pg_query. */
+enum ec_status ec_pg_query_deferred(struct ec_pg_conn *conn, const char *sql, int nparams,
+                                    const char *const *params, struct ec_err *err);
+
 /* The SQLSTATE of the last failed statement on conn ("" if none): lets a store tell apart, say,
  * a foreign-key violation (23503) from other internal errors. */
 const char *ec_pg_conn_sqlstate(const struct ec_pg_conn *conn);

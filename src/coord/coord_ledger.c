@@ -67,10 +67,12 @@ enum ec_status coord_ledger_record(struct ec_pg_conn *conn, struct ec_arena *are
              ev->issued_at_ms > 0 ? ev->issued_at_ms : ec_now_ms());
     const char *params[] = { ev->event_type, ev->task_id,      ev->subtask_id,
                              ev->actor_id,   ev->payload_json, issued };
-    return ec_pg_query(conn,
-                       "INSERT INTO ledger_pending (event_type, task_id, subtask_id, actor_id, "
-                       "payload_json, issued_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
-                       6, params, NULL, NULL, err);
+    /* Deferred: it travels with the transaction's next statement or its COMMIT. */
+    return ec_pg_query_deferred(conn,
+                                "INSERT INTO ledger_pending (event_type, task_id, subtask_id, "
+                                "actor_id, payload_json, issued_at_ms) "
+                                "VALUES ($1, $2, $3, $4, $5, $6)",
+                                6, params, err);
 }
 
 /* --- chaining ------------------------------------------------------------------------------- */

@@ -141,9 +141,9 @@ static enum ec_status seal(struct ec_pg_conn *conn, struct ec_arena *a, const ch
     ec_hex_encode(key_hex, sizeof(key_hex), env.key, sizeof(env.key));
     ec_crypto_wipe(env.key, sizeof(env.key));
     const char *params[] = { c->subtask_id, key_hex };
-    st =
-        ec_pg_query(conn, "UPDATE subtasks SET lease_key = decode($2, 'hex') WHERE subtask_id = $1",
-                    2, params, NULL, NULL, err);
+    st = ec_pg_query_deferred(
+        conn, "UPDATE subtasks SET lease_key = decode($2, 'hex') WHERE subtask_id = $1", 2, params,
+        err);
     ec_crypto_wipe(key_hex, sizeof(key_hex));
     if (st != EC_OK)
         return st;

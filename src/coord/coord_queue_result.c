@@ -19,11 +19,11 @@ enum ec_status coord_queue__release_dependants(struct ec_pg_conn *conn, struct e
     if (released != NULL)
         *released = 0;
     const char *params[] = { task_id, coord_queue__i64(arena, index) };
-    enum ec_status st = ec_pg_query(conn,
-                                    "UPDATE subtasks SET deps_pending = deps_pending - 1 "
-                                    "WHERE task_id = $1 AND state = 'blocked' "
-                                    "AND $2::integer = ANY (depends_on)",
-                                    2, params, NULL, NULL, err);
+    enum ec_status st = ec_pg_query_deferred(conn,
+                                             "UPDATE subtasks SET deps_pending = deps_pending - 1 "
+                                             "WHERE task_id = $1 AND state = 'blocked' "
+                                             "AND $2::integer = ANY (depends_on)",
+                                             2, params, err);
     if (st != EC_OK)
         return st;
     /* The original's context block (SubtaskDepTracker.buildDependencyContext): one line per

@@ -493,6 +493,100 @@ static void test_tx_retry(void **state)
     ec_pg_pool_free(pool);
 }
 
+/* Pipelined transactions: BEGIN travels with the first statement, deferred statements with the
+ * next one or with COMMIT. */
+static enum ec_status deferred_then_read(struct ec_pg_conn *c, struct ec_arena *arena, void *ctx,
+                                         struct ec_err *err)
+{
+    const char *p1[] = { "1", "first" };
+    const char *p2[] = { "2", NULL };
+    enum ec_status st;
+    if ((st = ec_pg_query_deferred(c, "INSERT INTO t_pg_pipe VALUES ($1::int, $2)", 2, p1, err)) !=
+            EC_OK ||
+        (st = ec_pg_query_deferred(c, "INSERT INTO t_pg_pipe VALUES ($1::int, $2)", 2, p2, err)) !=
+            EC_OK)
+        return st;
+    /* Both deferred rows are visible to the next statement of the same transaction. */
+    struct pg_result *r;
+    if ((st = ec_pg_query(c,
+                          "SELECT count(*), txid_current_if_assigned() IS NOT NULL FROM "
+                          "t_pg_pipe",
+                          0, NULL, arena, &r, err)) != EC_OK)
+        return st;
+    *(int *)ctx = atoi(ec_pg_value(r, 0, 0)) * 10 + (ec_pg_value(r, 0, 1)[0] == 't');
+    const char *p3[] = { "3", "at commit" };
+    return ec_pg_query_deferred(c, "INSERT INTO t_pg_pipe VALUES ($1::int, $2)", 2, p3, err);
+}
+
+static enum ec_status deferred_fails_at_commit(struct ec_pg_conn *c, struct ec_arena *arena,
+                                               void *ctx, struct ec_err *err)
+{
+    const char *p[] = { "4", "kept?" };
+    enum ec_status st =
+        ec_pg_query_deferred(c, "INSERT INTO t_pg_pipe VALUES ($1::int, $2)", 2, p, err);
+    if (st != EC_OK)
+        return st;
+    const char *dup[] = { "1", "duplicate key" };
+    return ec_pg_query_deferred(c, "INSERT INTO t_pg_pipe VALUES ($1::int, $2)", 2, dup, err);
+}
+
+static enum ec_status no_statement(struct ec_pg_conn *c, struct ec_arena *arena, void *ctx,
+                                   struct ec_err *err)
+{
+    return EC_OK;
+}
+
+static void test_tx_pipeline(void **state)
+{
+    struct ec_pg_pool *pool = pool_open(1, NULL);
+    exec_ok(pool, "DROP TABLE IF EXISTS t_pg_pipe");
+    exec_ok(pool, "CREATE TABLE t_pg_pipe (id int PRIMARY KEY, note text)");
+    struct ec_arena arena;
+    ec_arena_init(&arena);
+    struct ec_err err = { 0 };
+    int seen = 0;
+    for (int round = 0; round < 2; round++) { /* the second round runs the cached statements */
+        exec_ok(pool, "DELETE FROM t_pg_pipe");
+        assert_ok(ec_pg_tx(pool, EC_PG_READ_COMMITTED, &arena, deferred_then_read, &seen, &err));
+        assert_int_equal(seen, 21); /* two rows, inside a transaction */
+    }
+    struct ec_pg_conn *c;
+    struct pg_result *r;
+    assert_ok(ec_pg_acquire(pool, &c, &err));
+    assert_ok(ec_pg_query(c,
+                          "SELECT string_agg(id || ':' || coalesce(note, '-'), ',' ORDER BY id) "
+                          "FROM t_pg_pipe",
+                          0, NULL, &arena, &r, &err));
+    assert_string_equal(ec_pg_value(r, 0, 0), "1:first,2:-,3:at commit");
+    /* The insert statement was prepared once on this connection, inside a pipeline. */
+    assert_ok(ec_pg_query(c,
+                          "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE "
+                          "'INSERT INTO t_pg_pipe%'",
+                          0, NULL, &arena, &r, &err));
+    assert_string_equal(ec_pg_value(r, 0, 0), "1");
+    ec_pg_release(c);
+
+    /* A deferred statement that fails fails the COMMIT it travelled with: nothing is kept, and
+     * the error names the unique violation. */
+    assert_int_equal(
+        ec_pg_tx(pool, EC_PG_READ_COMMITTED, &arena, deferred_fails_at_commit, NULL, &err),
+        EC_ECONFLICT);
+    assert_ok(ec_pg_acquire(pool, &c, &err));
+    assert_ok(
+        ec_pg_query(c, "SELECT count(*) FROM t_pg_pipe WHERE id = 4", 0, NULL, &arena, &r, &err));
+    assert_string_equal(ec_pg_value(r, 0, 0), "0");
+    ec_pg_release(c);
+
+    /* A transaction that ran nothing sends nothing, and the connection stays usable. */
+    assert_ok(ec_pg_tx(pool, EC_PG_SERIALIZABLE, &arena, no_statement, NULL, &err));
+    assert_ok(ec_pg_pool_ping(pool, &err));
+    struct ec_pg_pool_stats stats;
+    ec_pg_pool_stats_read(pool, &stats);
+    assert_int_equal(stats.open, 1);
+    ec_arena_release(&arena);
+    ec_pg_pool_free(pool);
+}
+
 /* --- restart mode --------------------------------------------------------------------------- */
 
 #define RESTART_THREADS 4
@@ -614,7 +708,7 @@ int main(void)
     const struct CMUnitTest with_db[] = {
         cmocka_unit_test(test_query_params),    cmocka_unit_test(test_query_errors),
         cmocka_unit_test(test_lost_connection), cmocka_unit_test(test_acquire_timeout),
-        cmocka_unit_test(test_tx_retry),
+        cmocka_unit_test(test_tx_retry),        cmocka_unit_test(test_tx_pipeline),
     };
     const struct CMUnitTest restart[] = {
         cmocka_unit_test(test_restart),
