@@ -16,18 +16,12 @@ static const char *const sandboxes[] = { "none", "docker", "vm", "bubblewrap", N
 
 /* --- POST /register ---------------------------------------------------------------------- */
 
-struct register_input {
-    struct coord_agent_profile p;
-    const char *registration_token;
-    struct ec_key *public_key; /* parsed publicKeyPem; freed with the arena */
-};
-
 static void key_free_cleanup(void *p)
 {
     ec_key_free(p);
 }
 
-static enum ec_status parse_keys(struct edge_req *req, struct register_input *in,
+static enum ec_status parse_keys(struct ec_arena *arena, struct coord_register_input *in,
                                  struct ec_err *err)
 {
     if (in->p.public_key_pem != NULL) {
@@ -35,7 +29,7 @@ static enum ec_status parse_keys(struct edge_req *req, struct register_input *in
                                    strlen(in->p.public_key_pem), &in->public_key, NULL) != EC_OK)
             return ec_err_set(err, EC_EINVAL, NULL,
                               "publicKeyPem: is not an Ed25519 public key (SPKI PEM)");
-        ec_arena_defer(req->arena, key_free_cleanup, in->public_key);
+        ec_arena_defer(arena, key_free_cleanup, in->public_key);
     }
     if (in->p.x25519_public_key != NULL) {
         uint8_t raw[EC_KEY_RAW_LEN + 2];
@@ -52,8 +46,8 @@ static enum ec_status parse_keys(struct edge_req *req, struct register_input *in
     return EC_OK;
 }
 
-static enum ec_status parse_register(struct edge_req *req, json_t *b, struct register_input *in,
-                                     struct ec_err *err)
+enum ec_status coord__parse_register(struct ec_arena *arena, const json_t *b,
+                                     struct coord_register_input *in, struct ec_err *err)
 {
     struct coord_agent_profile *p = &in->p;
     int64_t maxc = 1;
@@ -70,7 +64,7 @@ static enum ec_status parse_register(struct edge_req *req, json_t *b, struct reg
         (st = coord__field_str(b, "clientType", false, 1, 64, "edgecoder-native", &p->client_type,
                                err)) != EC_OK ||
         (st = coord__field_int(b, "maxConcurrentTasks", false, 1, 64, 1, &maxc, err)) != EC_OK ||
-        (st = coord__field_object_text(b, "powerTelemetry", COORD_TELEMETRY_MAX, req->arena,
+        (st = coord__field_object_text(b, "powerTelemetry", COORD_TELEMETRY_MAX, arena,
                                        &p->power_telemetry_json, err)) != EC_OK ||
         (st = coord__field_str(b, "publicKeyPem", false, 1, PEM_MAX, NULL, &p->public_key_pem,
                                err)) != EC_OK ||
@@ -80,7 +74,7 @@ static enum ec_status parse_register(struct edge_req *req, json_t *b, struct reg
                                 err)) != EC_OK)
         return st;
     p->max_concurrent_tasks = (int)maxc;
-    return parse_keys(req, in, err);
+    return parse_keys(arena, in, err);
 }
 
 static bool same_key(const struct ec_key *a, const struct ec_key *b)
@@ -95,7 +89,7 @@ static bool same_key(const struct ec_key *a, const struct ec_key *b)
  * the key it registers (proof of possession) or else the one on file; a keyed agent's unsigned
  * /register is refused like its other unsigned requests; an unknown agent may still register
  * unsigned (its later requests must then be signed if it registers a key). */
-static enum ec_status verify_register(struct edge_req *req, const struct register_input *in,
+static enum ec_status verify_register(struct edge_req *req, const struct coord_register_input *in,
                                       const struct coord_agent_view *known, struct ec_err *err)
 {
     struct coord *c = req->ctx;
@@ -116,7 +110,8 @@ static enum ec_status verify_register(struct edge_req *req, const struct registe
 
 /* What the decision depends on: the same again within COORD_REGISTER_CACHE_MS is answered from
  * memory (the original's workers register every loop). */
-static void register_fingerprint(const struct register_input *in, uint8_t fp[COORD_REGISTER_FP_LEN])
+static void register_fingerprint(const struct coord_register_input *in,
+                                 uint8_t fp[COORD_REGISTER_FP_LEN])
 {
     const struct coord_agent_profile *p = &in->p;
     const char *parts[] = { p->agent_id,
@@ -182,8 +177,8 @@ enum ec_status coord__h_register(struct edge_req *req, struct edge_resp *resp, s
     enum ec_status st = coord__body_object(req, &body, err);
     if (st != EC_OK)
         return st;
-    struct register_input in = { 0 };
-    if ((st = parse_register(req, body, &in, err)) != EC_OK)
+    struct coord_register_input in = { 0 };
+    if ((st = coord__parse_register(req->arena, body, &in, err)) != EC_OK)
         return st;
     struct coord_agent_view known = { 0 };
     st = coord_agents_lookup(c->agents, in.p.agent_id, req->arena, &known, err);
@@ -236,6 +231,22 @@ enum ec_status coord__h_register(struct edge_req *req, struct edge_resp *resp, s
 
 /* --- POST /heartbeat --------------------------------------------------------------------- */
 
+enum ec_status coord__parse_heartbeat(struct ec_arena *arena, const json_t *b,
+                                      struct coord_heartbeat *hb, struct ec_err *err)
+{
+    enum ec_status st;
+    if ((st = coord__field_object_text(b, "powerTelemetry", COORD_TELEMETRY_MAX, arena,
+                                       &hb->power_telemetry_json, err)) != EC_OK ||
+        (st = coord__field_str(b, "activeModel", false, 0, 128, NULL, &hb->active_model, err)) !=
+            EC_OK ||
+        (st = coord__field_scalar_text(b, "activeModelParamSize", 32, arena,
+                                       &hb->active_model_param_size, err)) != EC_OK ||
+        (st = coord__field_bool(b, "modelSwapInProgress", false, -1, &hb->model_swap_in_progress,
+                                err)) != EC_OK)
+        return st;
+    return coord__field_enum(b, "sandboxMode", sandboxes, false, NULL, &hb->sandbox_mode, err);
+}
+
 enum ec_status coord__h_heartbeat(struct edge_req *req, struct edge_resp *resp, struct ec_err *err)
 {
     struct coord *c = req->ctx;
@@ -244,16 +255,7 @@ enum ec_status coord__h_heartbeat(struct edge_req *req, struct edge_resp *resp, 
     if (st != EC_OK)
         return st;
     struct coord_heartbeat hb = { 0 };
-    if ((st = coord__field_object_text(ar.body, "powerTelemetry", COORD_TELEMETRY_MAX, req->arena,
-                                       &hb.power_telemetry_json, err)) != EC_OK ||
-        (st = coord__field_str(ar.body, "activeModel", false, 0, 128, NULL, &hb.active_model,
-                               err)) != EC_OK ||
-        (st = coord__field_scalar_text(ar.body, "activeModelParamSize", 32, req->arena,
-                                       &hb.active_model_param_size, err)) != EC_OK ||
-        (st = coord__field_bool(ar.body, "modelSwapInProgress", false, -1,
-                                &hb.model_swap_in_progress, err)) != EC_OK ||
-        (st = coord__field_enum(ar.body, "sandboxMode", sandboxes, false, NULL, &hb.sandbox_mode,
-                                err)) != EC_OK)
+    if ((st = coord__parse_heartbeat(req->arena, ar.body, &hb, err)) != EC_OK)
         return st;
     if ((st = coord_agents_heartbeat(c->agents, ar.agent_id, &hb, ec_now_ms(), err)) != EC_OK)
         return st;
@@ -282,7 +284,8 @@ static enum ec_status state_text(const json_t *b, const char *name, struct ec_ar
     return coord__field_str(b, name, false, 0, DIAG_STATE_MAX, NULL, out, err);
 }
 
-static enum ec_status diag_events(const json_t *b, int64_t now_ms, json_t **out, struct ec_err *err)
+enum ec_status coord__parse_diag_events(const json_t *b, int64_t now_ms, json_t **out,
+                                        struct ec_err *err)
 {
     const json_t *events = json_object_get(b, "events");
     if (!json_is_array(events))
@@ -337,7 +340,7 @@ enum ec_status coord__h_diag_post(struct edge_req *req, struct edge_resp *resp, 
         return st;
     json_t *rows = NULL;
     int64_t now = ec_now_ms();
-    if ((st = diag_events(body, now, &rows, err)) != EC_OK)
+    if ((st = coord__parse_diag_events(body, now, &rows, err)) != EC_OK)
         return st;
     char *rows_text = json_dumps(rows, JSON_COMPACT);
     json_decref(rows);

@@ -76,6 +76,27 @@ bool coord__id_ok(const char *s, size_t max);
 /* --- handlers ---------------------------------------------------------------------------- */
 
 /* coord_http_agent.c */
+/* --- request bodies: pure parsers (json in, struct out), shared by the handlers and the fuzz
+ * target tests/fuzz/fuzz_coord_bodies.c. Strings point into the JSON or the arena. A problem is
+ * EC_EINVAL naming the field. */
+
+struct coord_register_input {
+    struct coord_agent_profile p;
+    const char *registration_token;
+    struct ec_key *public_key; /* parsed publicKeyPem; freed with the arena */
+};
+
+enum ec_status coord__parse_register(struct ec_arena *arena, const json_t *b,
+                                     struct coord_register_input *in, struct ec_err *err);
+enum ec_status coord__parse_heartbeat(struct ec_arena *arena, const json_t *b,
+                                      struct coord_heartbeat *hb, struct ec_err *err);
+/* /result's answer fields (ok, output, error, durationMs), plain or opened from an envelope. */
+enum ec_status coord__parse_answer(const json_t *o, struct coord_result *r, struct ec_err *err);
+enum ec_status coord__parse_submit(const json_t *b, struct coord_task_spec *t, struct ec_err *err);
+/* /agent/diagnostics events: *out is a new JSON array of {event_at_ms, message}. */
+enum ec_status coord__parse_diag_events(const json_t *b, int64_t now_ms, json_t **out,
+                                        struct ec_err *err);
+
 enum ec_status coord__h_register(struct edge_req *req, struct edge_resp *resp, struct ec_err *err);
 enum ec_status coord__h_heartbeat(struct edge_req *req, struct edge_resp *resp, struct ec_err *err);
 enum ec_status coord__h_diag_post(struct edge_req *req, struct edge_resp *resp, struct ec_err *err);

@@ -73,6 +73,40 @@ static void decompose(struct coord *c, struct ec_arena *a, struct coord_task_spe
     t->n_subtasks = d.count;
 }
 
+enum ec_status coord__parse_submit(const json_t *b, struct coord_task_spec *t, struct ec_err *err)
+{
+    int64_t priority = 50;
+    enum ec_status st;
+    if ((st = coord__field_id(b, "taskId", true, &t->task_id, err)) != EC_OK ||
+        (st = coord__field_str(b, "prompt", true, 1, PROMPT_MAX, NULL, &t->prompt, err)) != EC_OK ||
+        (st = coord__field_enum(b, "language", languages, false, "python", &t->language, err)) !=
+            EC_OK ||
+        (st = coord__field_str(b, "snapshotRef", true, 1, SNAPSHOT_REF_MAX, NULL, &t->snapshot_ref,
+                               err)) != EC_OK)
+        return st;
+    if (!snapshot_ref_ok(t->snapshot_ref))
+        return ec_err_set(err, EC_EINVAL, NULL,
+                          "snapshotRef: expected a 40-hex commit id or an https:// URL");
+    if ((st = coord__field_id(b, "submitterAccountId", false, &t->submitter_account_id, err)) !=
+            EC_OK ||
+        (st = coord__field_id(b, "projectId", false, &t->project_id, err)) != EC_OK ||
+        (st = coord__field_id(b, "tenantId", false, &t->tenant_id, err)) != EC_OK ||
+        (st = coord__field_enum(b, "resourceClass", resource_classes, false, "cpu",
+                                &t->resource_class, err)) != EC_OK ||
+        (st = coord__field_int(b, "priority", false, 0, 100, 50, &priority, err)) != EC_OK ||
+        (st = coord__field_str(b, "requestedModel", false, 1, 128, NULL, &t->requested_model,
+                               err)) != EC_OK)
+        return st;
+    if (t->submitter_account_id == NULL)
+        t->submitter_account_id = "anonymous";
+    if (t->project_id == NULL)
+        t->project_id = "default";
+    t->priority = (int)priority;
+    /* sandboxRequired is accepted and ignored, as in the original: tenant work never goes to an
+     * agent without a sandbox anyway. */
+    return EC_OK;
+}
+
 enum ec_status coord__h_submit(struct edge_req *req, struct edge_resp *resp, struct ec_err *err)
 {
     struct coord *c = req->ctx;
@@ -81,34 +115,8 @@ enum ec_status coord__h_submit(struct edge_req *req, struct edge_resp *resp, str
     if (st != EC_OK)
         return st;
     struct coord_task_spec t = { 0 };
-    int64_t priority = 50;
-    if ((st = coord__field_id(b, "taskId", true, &t.task_id, err)) != EC_OK ||
-        (st = coord__field_str(b, "prompt", true, 1, PROMPT_MAX, NULL, &t.prompt, err)) != EC_OK ||
-        (st = coord__field_enum(b, "language", languages, false, "python", &t.language, err)) !=
-            EC_OK ||
-        (st = coord__field_str(b, "snapshotRef", true, 1, SNAPSHOT_REF_MAX, NULL, &t.snapshot_ref,
-                               err)) != EC_OK)
+    if ((st = coord__parse_submit(b, &t, err)) != EC_OK)
         return st;
-    if (!snapshot_ref_ok(t.snapshot_ref))
-        return ec_err_set(err, EC_EINVAL, NULL,
-                          "snapshotRef: expected a 40-hex commit id or an https:// URL");
-    if ((st = coord__field_id(b, "submitterAccountId", false, &t.submitter_account_id, err)) !=
-            EC_OK ||
-        (st = coord__field_id(b, "projectId", false, &t.project_id, err)) != EC_OK ||
-        (st = coord__field_id(b, "tenantId", false, &t.tenant_id, err)) != EC_OK ||
-        (st = coord__field_enum(b, "resourceClass", resource_classes, false, "cpu",
-                                &t.resource_class, err)) != EC_OK ||
-        (st = coord__field_int(b, "priority", false, 0, 100, 50, &priority, err)) != EC_OK ||
-        (st = coord__field_str(b, "requestedModel", false, 1, 128, NULL, &t.requested_model,
-                               err)) != EC_OK)
-        return st;
-    if (t.submitter_account_id == NULL)
-        t.submitter_account_id = "anonymous";
-    if (t.project_id == NULL)
-        t.project_id = "default";
-    t.priority = (int)priority;
-    /* sandboxRequired is accepted and ignored, as in the original: tenant work never goes to an
-     * agent without a sandbox anyway. */
     decompose(c, req->arena, &t);
     const char **ids = NULL;
     size_t n = 0;

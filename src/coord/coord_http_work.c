@@ -118,7 +118,7 @@ static enum ec_status open_sealed(struct coord *c, struct edge_req *req, const j
     return EC_OK;
 }
 
-static enum ec_status answer_fields(const json_t *o, struct coord_result *r, struct ec_err *err)
+enum ec_status coord__parse_answer(const json_t *o, struct coord_result *r, struct ec_err *err)
 {
     int ok = 0;
     int64_t duration = 0;
@@ -157,9 +157,9 @@ enum ec_status coord__h_result(struct edge_req *req, struct edge_resp *resp, str
     if (json_object_get(ar.body, "encryptedPayload") != NULL) {
         json_t *inner = NULL;
         if ((st = open_sealed(c, req, ar.body, &r, &inner, err)) != EC_OK ||
-            (st = answer_fields(inner, &r, err)) != EC_OK)
+            (st = coord__parse_answer(inner, &r, err)) != EC_OK)
             return st;
-    } else if ((st = answer_fields(ar.body, &r, err)) != EC_OK) {
+    } else if ((st = coord__parse_answer(ar.body, &r, err)) != EC_OK) {
         return st;
     }
     bool duplicate = false;
