@@ -10,34 +10,22 @@
 
 #define CFG(field) offsetof(struct agent_config, field)
 
-static enum ec_status validate_one_of(const char *v, const char *const *allowed, struct ec_err *err)
-{
-    char list[160] = "";
-    for (size_t i = 0; allowed[i] != NULL; i++) {
-        if (strcmp(v, allowed[i]) == 0)
-            return EC_OK;
-        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
-                 allowed[i]);
-    }
-    return ec_err_set(err, EC_EINVAL, NULL, "\"%.64s\" is not one of %s", v, list);
-}
-
 static enum ec_status validate_mode(const char *v, struct ec_err *err)
 {
     static const char *const allowed[] = { "swarm-only", "ide-enabled", NULL };
-    return validate_one_of(v, allowed, err);
+    return ec_cfg_validate_one_of(v, allowed, err);
 }
 
 static enum ec_status validate_provider(const char *v, struct ec_err *err)
 {
     static const char *const allowed[] = { AGENT_PROVIDER_LOC, AGENT_PROVIDER_OLL, NULL };
-    return validate_one_of(v, allowed, err);
+    return ec_cfg_validate_one_of(v, allowed, err);
 }
 
 static enum ec_status validate_sandbox(const char *v, struct ec_err *err)
 {
     static const char *const allowed[] = { "bubblewrap", "bwrap", "docker", "none", NULL };
-    return validate_one_of(v, allowed, err);
+    return ec_cfg_validate_one_of(v, allowed, err);
 }
 
 static enum ec_status validate_url_list(const char *v, struct ec_err *err)

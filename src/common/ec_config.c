@@ -213,6 +213,19 @@ void ec_config_print_help(const struct ec_cfg_spec *spec, FILE *out, bool markdo
     }
 }
 
+enum ec_status ec_cfg_validate_one_of(const char *value, const char *const *allowed,
+                                      struct ec_err *err)
+{
+    char list[160] = "";
+    for (size_t i = 0; allowed[i] != NULL; i++) {
+        if (strcmp(value, allowed[i]) == 0)
+            return EC_OK;
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+                 allowed[i]);
+    }
+    return ec_err_set(err, EC_EINVAL, NULL, "\"%.64s\" is not one of %s", value, list);
+}
+
 enum ec_status ec_cfg_validate_listen(const char *value, struct ec_err *err)
 {
     const char *port = strrchr(value, ':');

@@ -72,5 +72,9 @@ void ec_config_print_help(const struct ec_cfg_spec *spec, FILE *out, bool markdo
 
 /* Common validators. */
 enum ec_status ec_cfg_validate_listen(const char *value, struct ec_err *err); /* [host:]port */
+/* For a variable's validator: value must be one of the NULL-terminated allowed list; the error
+ * lists them. */
+enum ec_status ec_cfg_validate_one_of(const char *value, const char *const *allowed,
+                                      struct ec_err *err);
 
 #endif

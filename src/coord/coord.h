@@ -57,14 +57,6 @@ struct coord_config {
 
 extern const struct ec_cfg_spec coord_config_spec;
 
-/* A gRPC service address from one of the seed's URL variables: "grpcs://host[:port]" gives
- * host:port (default_port when absent); "https://host[:port][/...]" gives host:default_port
- * (the URL names the service's public HTTPS address; its gRPC port is the service's own).
- * grpc:// and http:// are refused: the mesh never speaks plaintext. *target is heap text the
- * caller frees. */
-enum ec_status coord_grpc_target(const char *url, int default_port, char **target,
-                                 struct ec_err *err);
-
 /* --- the agent registry (coord_agents.c) ------------------------------------------------- */
 
 struct coord_agents;

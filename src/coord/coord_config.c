@@ -2,6 +2,7 @@
  * ranges, validators and the production rules; --help-config prints it. */
 #include "coord/coord.h"
 #include "common/ec_mem.h"
+#include "mesh/rpc.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -45,7 +46,7 @@ static enum ec_status validate_public_pem(const char *v, struct ec_err *err)
 static enum ec_status validate_portal_url(const char *v, struct ec_err *err)
 {
     char *target = NULL;
-    enum ec_status st = coord_grpc_target(v, COORD_PORTAL_GRPC_PORT, &target, err);
+    enum ec_status st = rpc_target_from_url(v, COORD_PORTAL_GRPC_PORT, &target, err);
     free(target);
     return st;
 }
@@ -53,7 +54,7 @@ static enum ec_status validate_portal_url(const char *v, struct ec_err *err)
 static enum ec_status validate_inference_url(const char *v, struct ec_err *err)
 {
     char *target = NULL;
-    enum ec_status st = coord_grpc_target(v, COORD_INFERENCE_GRPC_PORT, &target, err);
+    enum ec_status st = rpc_target_from_url(v, COORD_INFERENCE_GRPC_PORT, &target, err);
     free(target);
     return st;
 }
@@ -77,28 +78,16 @@ static enum ec_status validate_ollama_host(const char *v, struct ec_err *err)
     return EC_OK;
 }
 
-static enum ec_status validate_one_of(const char *v, const char *const *allowed, struct ec_err *err)
-{
-    char list[160] = "";
-    for (size_t i = 0; allowed[i] != NULL; i++) {
-        if (strcmp(v, allowed[i]) == 0)
-            return EC_OK;
-        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
-                 allowed[i]);
-    }
-    return ec_err_set(err, EC_EINVAL, NULL, "\"%.64s\" is not one of %s", v, list);
-}
-
 static enum ec_status validate_provider(const char *v, struct ec_err *err)
 {
     static const char *const allowed[] = { "edgecoder-local", "ollama-local", NULL };
-    return validate_one_of(v, allowed, err);
+    return ec_cfg_validate_one_of(v, allowed, err);
 }
 
 static enum ec_status validate_network_mode(const char *v, struct ec_err *err)
 {
     static const char *const allowed[] = { "public_mesh", "enterprise_overlay", NULL };
-    return validate_one_of(v, allowed, err);
+    return ec_cfg_validate_one_of(v, allowed, err);
 }
 
 static bool set(const char *s)
@@ -247,55 +236,3 @@ const struct ec_cfg_spec coord_config_spec = {
     .nvars = sizeof(coord_vars) / sizeof(coord_vars[0]),
     .check = coord_check,
 };
-
-enum ec_status coord_grpc_target(const char *url, int default_port, char **target,
-                                 struct ec_err *err)
-{
-    *target = NULL;
-    bool https;
-    const char *rest;
-    if (strncasecmp(url, "grpcs://", 8) == 0) {
-        https = false;
-        rest = url + 8;
-    } else if (strncasecmp(url, "https://", 8) == 0) {
-        https = true;
-        rest = url + 8;
-    } else {
-        return ec_err_set(err, EC_EINVAL, NULL,
-                          "\"%.80s\": use grpcs://host:port or https://host (plaintext is refused)",
-                          url);
-    }
-    size_t hostlen;
-    const char *after;
-    if (rest[0] == '[') { /* [v6]:port */
-        const char *close = strchr(rest, ']');
-        if (close == NULL)
-            return ec_err_set(err, EC_EINVAL, NULL, "\"%.80s\": unclosed '[' in the host", url);
-        hostlen = (size_t)(close - rest) + 1;
-        after = close + 1;
-    } else {
-        hostlen = strcspn(rest, ":/?#");
-        after = rest + hostlen;
-    }
-    if (hostlen == 0 || hostlen > 253)
-        return ec_err_set(err, EC_EINVAL, NULL, "\"%.80s\" has no usable host", url);
-    for (size_t i = 0; i < hostlen; i++)
-        if (!isalnum((unsigned char)rest[i]) && strchr(".-_[]:", rest[i]) == NULL)
-            return ec_err_set(err, EC_EINVAL, NULL, "\"%.80s\": bad character in the host", url);
-    long port = default_port;
-    if (*after == ':') {
-        char *end = NULL;
-        long given = strtol(after + 1, &end, 10);
-        if (end == after + 1 || given < 1 || given > 65535 || (*end != '\0' && *end != '/'))
-            return ec_err_set(err, EC_EINVAL, NULL, "\"%.80s\": cannot parse the port", url);
-        if (!https)
-            port = given; /* an https URL's port is its HTTPS port, not the gRPC one */
-        after = end;
-    }
-    if (!https && *after != '\0' && strcmp(after, "/") != 0)
-        return ec_err_set(err, EC_EINVAL, NULL, "\"%.80s\": a grpcs:// address takes no path", url);
-    size_t cap = hostlen + 8;
-    *target = ec_xmalloc(cap);
-    snprintf(*target, cap, "%.*s:%ld", (int)hostlen, rest, port);
-    return EC_OK;
-}

@@ -8,11 +8,9 @@
 
 #include "edgecoder/v1/inference.pb-c.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define PATH_DECOMPOSE "/edgecoder.v1.Inference/Decompose"
 #define PATH_ESCALATE  "/edgecoder.v1.Inference/Escalate"
@@ -27,56 +25,7 @@ struct inf_client {
 
 enum ec_status inf_client_target(const char *url, char **target, struct ec_err *err)
 {
-    *target = NULL;
-    bool https;
-    const char *rest;
-    if (url == NULL)
-        return ec_err_set(err, EC_EINVAL, NULL, "INFERENCE_URL is not set");
-    if (strncasecmp(url, "grpcs://", 8) == 0) {
-        https = false;
-        rest = url + 8;
-    } else if (strncasecmp(url, "https://", 8) == 0) {
-        https = true;
-        rest = url + 8;
-    } else {
-        return ec_err_set(err, EC_EINVAL, NULL,
-                          "INFERENCE_URL \"%.80s\": use grpcs://host:port or https://host", url);
-    }
-    size_t hostlen;
-    const char *after;
-    if (rest[0] == '[') {
-        const char *close = strchr(rest, ']');
-        if (close == NULL)
-            return ec_err_set(err, EC_EINVAL, NULL, "INFERENCE_URL \"%.80s\": unclosed '['", url);
-        hostlen = (size_t)(close - rest) + 1;
-        after = close + 1;
-    } else {
-        hostlen = strcspn(rest, ":/?#");
-        after = rest + hostlen;
-    }
-    if (hostlen == 0 || hostlen > 253)
-        return ec_err_set(err, EC_EINVAL, NULL, "INFERENCE_URL \"%.80s\" has no usable host", url);
-    for (size_t i = 0; i < hostlen; i++)
-        if (!isalnum((unsigned char)rest[i]) && strchr(".-_[]:", rest[i]) == NULL)
-            return ec_err_set(err, EC_EINVAL, NULL,
-                              "INFERENCE_URL \"%.80s\": bad character in the host", url);
-    long port = INF_GRPC_PORT;
-    if (*after == ':') {
-        char *end = NULL;
-        long given = strtol(after + 1, &end, 10);
-        if (end == after + 1 || given < 1 || given > 65535 || (*end != '\0' && *end != '/'))
-            return ec_err_set(err, EC_EINVAL, NULL, "INFERENCE_URL \"%.80s\": bad port", url);
-        if (!https)
-            port = given; /* an https URL's port is its HTTPS port, not the gRPC one */
-        after = end;
-    }
-    if (!https && *after != '\0' && strcmp(after, "/") != 0)
-        return ec_err_set(err, EC_EINVAL, NULL,
-                          "INFERENCE_URL \"%.80s\": a grpcs:// address takes no path", url);
-    size_t cap = hostlen + 8;
-    *target = ec_xmalloc(cap);
-    snprintf(*target, cap, "%.*s:%ld", (int)hostlen, rest, port);
-    return EC_OK;
+    return rpc_target_from_url(url, INF_GRPC_PORT, target, err);
 }
 
 enum ec_status inf_client_new(const struct inf_client_opts *opts, struct inf_client **out,

@@ -26,6 +26,16 @@ void rpc_runtime_init(void);
  * freed and every other thread that made client calls must have exited first. */
 void rpc_runtime_shutdown(void);
 
+/* --- addresses ------------------------------------------------------------------------------ */
+
+/* A gRPC service address from one of the seed's URL variables: "grpcs://host[:port]" gives
+ * host:port (default_port when absent); "https://host[:port][/...]" gives host:default_port
+ * (the URL names the service's public HTTPS address; its gRPC port is the service's own).
+ * grpc:// and http:// are refused: the mesh never speaks plaintext. *target is heap text the
+ * caller frees. */
+enum ec_status rpc_target_from_url(const char *url, int default_port, char **target,
+                                   struct ec_err *err);
+
 /* --- identity: spiffe://edgecoder/<role>/<id> ------------------------------------------------- */
 
 enum rpc_role {

@@ -1,6 +1,7 @@
 /* The coordinator's configuration: how PORTAL_SERVICE_URL and INFERENCE_URL become gRPC targets,
  * every problem of a bad environment reported at once, and the production rules. */
 #include "coord/coord.h"
+#include "mesh/rpc.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +15,7 @@ static void target_is(const char *url, int port, const char *want)
 {
     char *target = NULL;
     struct ec_err err = { 0 };
-    assert_int_equal(coord_grpc_target(url, port, &target, &err), EC_OK);
+    assert_int_equal(rpc_target_from_url(url, port, &target, &err), EC_OK);
     assert_string_equal(target, want);
     free(target);
 }
@@ -23,7 +24,7 @@ static void target_refused(const char *url)
 {
     char *target = NULL;
     struct ec_err err = { 0 };
-    assert_int_equal(coord_grpc_target(url, 4410, &target, &err), EC_EINVAL);
+    assert_int_equal(rpc_target_from_url(url, 4410, &target, &err), EC_EINVAL);
     assert_null(target);
     assert_true(err.msg[0] != '\0');
 }
