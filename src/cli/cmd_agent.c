@@ -2,6 +2,7 @@
  * SIGINT or SIGTERM, then let work in flight finish and keep undelivered results on disk. */
 #include "agent/agent.h"
 #include "cli/commands.h"
+#include "cli/service.h"
 #include "common/ec_config.h"
 #include "common/ec_http.h"
 #include "common/ec_log.h"
@@ -30,12 +31,8 @@ struct signal_waiter {
 static void *wait_for_signal(void *arg)
 {
     struct signal_waiter *w = arg;
-    int sig = 0;
-    sigwait(&w->set, &sig);
-    if (sig == SIGINT || sig == SIGTERM) {
-        EC_INFO("stopping", EC_LS("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));
-        agent_stop(w->agent);
-    }
+    cli_wait_stop_signal(&w->set);
+    agent_stop(w->agent);
     return NULL;
 }
 
@@ -56,16 +53,9 @@ static bool default_state_dir(struct agent_config *cfg)
 
 int cmd_agent(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "--help-config") == 0) {
-        ec_config_print_help(&agent_config_spec, stdout,
-                             argc >= 3 && strcmp(argv[2], "--markdown") == 0);
-        return 0;
-    }
-    if (argc >= 2) {
-        bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
-        usage(help ? stdout : stderr);
-        return help ? 0 : 64;
-    }
+    int early = cli_service_args(argc, argv, &agent_config_spec, usage);
+    if (early >= 0)
+        return early;
     struct agent_config cfg;
     ec_config_load_or_exit(&agent_config_spec, &cfg);
     ec_log_env_apply("agent", &cfg.log);
@@ -78,10 +68,7 @@ int cmd_agent(int argc, char **argv)
 
     /* Blocked before any thread starts, so only the waiter below sees them. */
     struct signal_waiter w = { 0 };
-    sigemptyset(&w.set);
-    sigaddset(&w.set, SIGINT);
-    sigaddset(&w.set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &w.set, NULL);
+    cli_block_stop_signals(&w.set);
 
     struct ec_err err = { 0 };
     int status = 0;

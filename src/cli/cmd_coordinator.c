@@ -2,6 +2,7 @@
  * Coordinator service, the lease sweeper and the ledger chainer, wait for SIGINT or SIGTERM,
  * stop gracefully. */
 #include "cli/commands.h"
+#include "cli/service.h"
 #include "common/ec_config.h"
 #include "common/ec_http.h"
 #include "common/ec_log.h"
@@ -9,7 +10,6 @@
 #include "mesh/rpc.h"
 
 #include <malloc.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,16 +25,9 @@ static void usage(FILE *out)
 
 int cmd_coordinator(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "--help-config") == 0) {
-        ec_config_print_help(&coord_config_spec, stdout,
-                             argc >= 3 && strcmp(argv[2], "--markdown") == 0);
-        return 0;
-    }
-    if (argc >= 2) {
-        bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
-        usage(help ? stdout : stderr);
-        return help ? 0 : 64;
-    }
+    int early = cli_service_args(argc, argv, &coord_config_spec, usage);
+    if (early >= 0)
+        return early;
 
     /* glibc gives each busy thread its own malloc arena (up to 8 per core); with one HTTP thread
      * per connection that is most of the process's memory. Two arenas cost little contention at
@@ -45,12 +38,8 @@ int cmd_coordinator(int argc, char **argv)
     ec_config_load_or_exit(&coord_config_spec, &cfg);
     ec_log_env_apply("coordinator", &cfg.log);
 
-    /* Blocked before any thread starts (gRPC's included), so only sigwait below sees them. */
     sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    cli_block_stop_signals(&stop_signals);
     struct ec_err err = { 0 };
     if (ec_http_global_init(&err) != EC_OK) {
         EC_ERROR("cannot initialise the HTTP client", EC_LS("reason", err.msg));
@@ -72,9 +61,7 @@ int cmd_coordinator(int argc, char **argv)
                  EC_LS("reason", err.msg));
         status = 1;
     } else {
-        int sig = 0;
-        sigwait(&stop_signals, &sig);
-        EC_INFO("stopping", EC_LS("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+        cli_wait_stop_signal(&stop_signals);
     }
     coord_free(c);
     rpc_runtime_shutdown();

@@ -1,6 +1,7 @@
 /* edgecoder edge-demo: a small service on the HTTP edge, for the edge's integration tests and
  * benchmarks, and the pattern a real service copies (config table, routes, start, wait, stop). */
 #include "cli/commands.h"
+#include "cli/service.h"
 #include "common/ec_config.h"
 #include "common/ec_crypto.h"
 #include "common/ec_log.h"
@@ -8,7 +9,6 @@
 #include "edge/edge.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,26 +177,16 @@ static void usage(FILE *out)
 
 int cmd_edge_demo(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "--help-config") == 0) {
-        ec_config_print_help(&demo_spec, stdout, argc >= 3 && strcmp(argv[2], "--markdown") == 0);
-        return 0;
-    }
-    if (argc >= 2) {
-        bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
-        usage(help ? stdout : stderr);
-        return help ? 0 : 64;
-    }
+    int early = cli_service_args(argc, argv, &demo_spec, usage);
+    if (early >= 0)
+        return early;
 
     struct demo_cfg cfg;
     ec_config_load_or_exit(&demo_spec, &cfg);
     ec_log_env_apply("edge-demo", &cfg.log);
 
-    /* Blocked before the edge starts its threads, so only sigwait below sees these. */
     sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    cli_block_stop_signals(&stop_signals);
 
     struct demo_ctx ctx = { .cfg = &cfg };
     if (cfg.database_url != NULL && cfg.database_url[0] != '\0') {
@@ -229,9 +219,7 @@ int cmd_edge_demo(int argc, char **argv)
         return 1;
     }
 
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    EC_INFO("stopping", EC_LS("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    cli_wait_stop_signal(&stop_signals);
     edge_server_stop(srv); /* no request runs after this, so the pool can go */
     ec_pg_pool_free(ctx.pool);
     ec_config_release(&demo_spec, &cfg);

@@ -3,6 +3,7 @@
  * `edgecoder inference client ...` is the coordinator-side client as a tool (tests, benchmarks;
  * see src/inference/inf_tool.c). */
 #include "cli/commands.h"
+#include "cli/service.h"
 #include "common/ec_config.h"
 #include "common/ec_http.h"
 #include "common/ec_log.h"
@@ -10,7 +11,6 @@
 #include "inference/inference.h"
 #include "mesh/rpc.h"
 
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,29 +26,18 @@ static void usage(FILE *out)
 
 int cmd_inference(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "--help-config") == 0) {
-        ec_config_print_help(&inf_config_spec, stdout,
-                             argc >= 3 && strcmp(argv[2], "--markdown") == 0);
-        return 0;
-    }
     if (argc >= 2 && strcmp(argv[1], "client") == 0)
         return inf_tool_main(argc - 1, argv + 1);
-    if (argc >= 2) {
-        bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
-        usage(help ? stdout : stderr);
-        return help ? 0 : 64;
-    }
+    int early = cli_service_args(argc, argv, &inf_config_spec, usage);
+    if (early >= 0)
+        return early;
 
     struct inf_config cfg;
     ec_config_load_or_exit(&inf_config_spec, &cfg);
     ec_log_env_apply("inference", &cfg.log);
 
-    /* Blocked before any thread starts (gRPC's included), so only sigwait below sees them. */
     sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    cli_block_stop_signals(&stop_signals);
     struct ec_err err = { 0 };
     if (ec_http_global_init(&err) != EC_OK) {
         EC_ERROR("cannot initialise the HTTP client", EC_LS("reason", err.msg));
@@ -68,9 +57,7 @@ int cmd_inference(int argc, char **argv)
                  EC_LS("reason", err.msg));
         status = 1;
     } else {
-        int sig = 0;
-        sigwait(&stop_signals, &sig);
-        EC_INFO("stopping", EC_LS("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+        cli_wait_stop_signal(&stop_signals);
     }
     inf_service_free(s);
     rpc_runtime_shutdown();

@@ -1,6 +1,7 @@
 /* edgecoder mesh-demo: serves edgecoder.v1.Demo (+ health, reflection) over mTLS, and is the C
  * client the integration tests and `tools/bench rpc` drive (--call, --bench). */
 #include "cli/commands.h"
+#include "cli/service.h"
 #include "common/ec_config.h"
 #include "common/ec_log.h"
 #include "common/ec_mem.h"
@@ -11,7 +12,6 @@
 #include "grpc/health/v1/health.pb-c.h"
 
 #include <jansson.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,10 +90,7 @@ static int serve(void)
     ec_config_load_or_exit(&serve_spec, &cfg);
     ec_log_setup("mesh-demo", EC_LOG_INFO, 2);
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* before grpc_init: its threads inherit the mask */
+    cli_block_stop_signals(&sigs); /* before grpc_init: its threads inherit the mask */
     rpc_runtime_init();
 
     char listen[300];
@@ -114,9 +111,7 @@ static int serve(void)
         EC_ERROR("mesh-demo cannot start", EC_LS("error", err.msg));
         status = 1;
     } else {
-        int sig = 0;
-        sigwait(&sigs, &sig);
-        EC_INFO("mesh-demo shutting down", EC_LI("signal", sig));
+        cli_wait_stop_signal(&sigs);
     }
     rpc_server_free(srv);
     rpc_runtime_shutdown();

@@ -22,10 +22,10 @@
 #define EVP_CHUNK ((size_t)1 << 30)
 
 struct ec_key {
-    EVP_PKEY *pkey;
+    EVP_PKEY *pkey; /* NULL for a public Ed25519 key: raw_public is all it needs (key_wrap) */
     enum ec_key_alg alg;
     bool has_private;
-    /* Ed25519 public key bytes for libsodium's verify (see ec_key_verify). */
+    /* The public key bytes: libsodium's Ed25519 verify, raw export. */
     uint8_t raw_public[32];
 };
 
@@ -80,6 +80,12 @@ static enum ec_status key_wrap(EVP_PKEY *pkey, enum ec_key_alg alg, bool has_pri
         EVP_PKEY_free(pkey);
         free(key);
         return ossl_fail(err, EC_EINVAL, "cannot read the public key");
+    }
+    if (alg == EC_KEY_ED25519 && !has_private) {
+        /* A public Ed25519 key only verifies, and that runs on the raw bytes (libsodium). OpenSSL's
+         * object is about 1 KB, held once per registered agent: dropped here, rebuilt for PEM. */
+        EVP_PKEY_free(pkey);
+        key->pkey = NULL;
     }
     *out = key;
     return EC_OK;
@@ -172,9 +178,7 @@ enum ec_status ec_key_import_raw_public(enum ec_key_alg alg, const void *raw, si
 
 void ec_key_export_raw_public(const struct ec_key *key, uint8_t out[EC_KEY_RAW_LEN])
 {
-    size_t len = EC_KEY_RAW_LEN;
-    int ok = EVP_PKEY_get_raw_public_key(key->pkey, out, &len);
-    EC_ASSERT(ok == 1 && len == EC_KEY_RAW_LEN);
+    memcpy(out, key->raw_public, EC_KEY_RAW_LEN); /* read from the key when it was made */
 }
 
 static enum ec_status key_write_pem(const struct ec_key *key, bool private, struct ec_buf *out,
@@ -188,8 +192,15 @@ static enum ec_status key_write_pem(const struct ec_key *key, bool private, stru
     BIO *bio = BIO_new(private ? BIO_s_secmem() : BIO_s_mem());
     if (bio == NULL)
         return ossl_fail(err, EC_EINTERNAL, "cannot write PEM");
-    int ok = private ? PEM_write_bio_PrivateKey(bio, key->pkey, NULL, NULL, 0, NULL, NULL)
-                     : PEM_write_bio_PUBKEY(bio, key->pkey);
+    EVP_PKEY *pkey = key->pkey;
+    if (pkey == NULL) /* a public Ed25519 key kept as raw bytes only (key_wrap) */
+        pkey = EVP_PKEY_new_raw_public_key_ex(NULL, alg_name(key->alg), NULL, key->raw_public,
+                                              sizeof(key->raw_public));
+    int ok = pkey == NULL ? 0
+             : private    ? PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL)
+                          : PEM_write_bio_PUBKEY(bio, pkey);
+    if (pkey != key->pkey)
+        EVP_PKEY_free(pkey);
     if (ok != 1) {
         BIO_free(bio);
         return ossl_fail(err, EC_EINTERNAL, "cannot write PEM");
