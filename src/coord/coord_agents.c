@@ -233,6 +233,7 @@ static struct coord__agent *agent_from_row_at(const struct pg_result *res, int r
     ag->swap = col(res, row, 16) != NULL && col(res, row, 16)[0] == 't';
     ag->registered_at_ms = strtoll(col(res, row, 17), NULL, 10);
     ag->last_seen_ms = strtoll(col(res, row, 18), NULL, 10);
+    ag->persisted_seen_ms = ag->last_seen_ms; /* what the row says */
     ag->revoked = dup_or_null(col(res, row, 19));
     ag->leases = -1; /* leases from before this machine knew the agent: ask the queue */
     return ag;
@@ -435,6 +436,7 @@ static void adopt_row(struct coord__agent *ag, const struct pg_result *res)
     ag->registered_at_ms = fresh->registered_at_ms;
     if (fresh->last_seen_ms > ag->last_seen_ms)
         ag->last_seen_ms = fresh->last_seen_ms;
+    ag->persisted_seen_ms = fresh->last_seen_ms; /* the row just written */
     agent_free(fresh);
 }
 
@@ -566,17 +568,29 @@ enum ec_status coord_agents_heartbeat(struct coord_agents *a, const char *agent_
     }
     if (now_ms > ag->last_seen_ms)
         ag->last_seen_ms = now_ms;
-    if (hb->active_model != NULL)
+    bool changed = false;
+    if (hb->active_model != NULL && strcmp(ag->active_model, hb->active_model) != 0) {
         coord__copy_fixed(ag->active_model, sizeof(ag->active_model), hb->active_model);
-    if (hb->active_model_param_size != NULL)
+        changed = true;
+    }
+    if (hb->active_model_param_size != NULL &&
+        strcmp(ag->param_size, hb->active_model_param_size) != 0) {
         coord__copy_fixed(ag->param_size, sizeof(ag->param_size), hb->active_model_param_size);
-    if (hb->model_swap_in_progress >= 0)
+        changed = true;
+    }
+    if (hb->model_swap_in_progress >= 0 && ag->swap != (hb->model_swap_in_progress != 0)) {
         ag->swap = hb->model_swap_in_progress != 0;
-    if (hb->sandbox_mode != NULL)
+        changed = true;
+    }
+    if (hb->sandbox_mode != NULL &&
+        (ag->sandbox_mode == NULL || strcmp(ag->sandbox_mode, hb->sandbox_mode) != 0)) {
         coord__replace(&ag->sandbox_mode, hb->sandbox_mode);
+        changed = true;
+    }
     if (hb->power_telemetry_json != NULL)
         coord__replace(&ag->power_telemetry, hb->power_telemetry_json);
-    ag->dirty = true;
+    if (changed || ag->last_seen_ms - ag->persisted_seen_ms >= COORD__LIVENESS_PERSIST_MS)
+        ag->dirty = true;
     ag->seen = true;
     pthread_mutex_unlock(&s->lock);
     return EC_OK;

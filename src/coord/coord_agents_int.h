@@ -11,8 +11,13 @@
 #include <stdint.h>
 
 #define COORD__AGENT_SHARDS 64
-#define ACTIVE_MODEL_MAX    128
-#define PARAM_SIZE_MAX      32
+/* A heartbeat that changes nothing but liveness (and power telemetry) is written to the database
+ * at most this often per agent: the database's last_seen serves other machines and the control
+ * plane, whose online window is minutes, while a write per heartbeat would cost PostgreSQL a row
+ * version per agent per second. A change of model, swap state or sandbox is written at once. */
+#define COORD__LIVENESS_PERSIST_MS 10000
+#define ACTIVE_MODEL_MAX           128
+#define PARAM_SIZE_MAX             32
 
 struct coord_agent_key {
     _Atomic int refs;
@@ -40,8 +45,9 @@ struct coord__agent {
     int64_t reg_at_ms;                     /* 0: none here yet */
     int leases;      /* leases this machine handed out and has not seen end; -1: unknown */
     uint32_t claims; /* claims handed out, ever (tells a flush that a claim raced it) */
-    bool dirty;      /* liveness changed since the last flush */
-    bool seen;       /* a heartbeat since the last flush: renew its leases */
+    bool dirty;      /* something to write at the next flush */
+    int64_t persisted_seen_ms; /* last_seen_ms as last written to the database */
+    bool seen;                 /* a heartbeat since the last flush: renew its leases */
 };
 
 struct coord__shard {

@@ -1,5 +1,7 @@
 /* The parts of the agent registry that walk every shard: the liveness flush (one UPDATE for
- * every agent seen since the last one, then lease renewals for those holding leases) and the
+ * the agents with something to write: a changed model or sandbox, or liveness older than
+ * COORD__LIVENESS_PERSIST_MS in the database; then lease renewals for every agent seen since the
+ * last flush that holds leases) and the
  * listings behind /capacity, /models/available and gRPC ListAgents. */
 #include "coord/coord_agents_int.h"
 
@@ -107,6 +109,7 @@ enum ec_status coord_agents_flush(struct coord_agents *a, struct coord_queue *qu
                 if (!ag->dirty)
                     continue;
                 ag->dirty = false;
+                ag->persisted_seen_ms = ag->last_seen_ms;
                 json_array_append_new(
                     batch,
                     json_pack("{s:s,s:I,s:s,s:s,s:b,s:s?,s:s?}", "agent_id", ag->id, "last_seen_ms",

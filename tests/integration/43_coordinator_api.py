@@ -228,6 +228,14 @@ class CoordinatorApi(harness.TestCase):
         status = self.get("/status").json()
         for key in ("queued", "agents", "results"):
             self.assertIn(key, status)
+        # Other machines read the model from the database: a change is written at the next
+        # liveness flush (every second), plain liveness at most every 10 s.
+        self.assertEqual(a.heartbeat(activeModel="qwen2.5:0.5b").status, 200)
+        sql = "SELECT active_model FROM agents WHERE agent_id = 'agent-ok'"
+        deadline = time.time() + 5
+        while time.time() < deadline and self.pg.psql(sql, "coord_api") != "qwen2.5:0.5b":
+            time.sleep(0.1)
+        self.assertEqual(self.pg.psql(sql, "coord_api"), "qwen2.5:0.5b")
 
     def test_replay_tampered_unsigned_refused(self):
         a = self.agent("agent-ok2", token="tok-ok2")
