@@ -107,10 +107,7 @@ static void coord_check(const void *cfgp, bool production, struct ec_cfg_problem
                        "%lld is shorter than twice SECURITY_MAX_SKEW_MS (%lld): a replay inside "
                        "the skew window would go unseen",
                        (long long)c->nonce_ttl_ms, (long long)c->max_skew_ms);
-    int tls = set(c->tls_ca) + set(c->tls_cert) + set(c->tls_key);
-    if (tls != 0 && tls != 3)
-        ec_cfg_problem(p, "EDGECODER_TLS_CERT",
-                       "EDGECODER_TLS_CA, EDGECODER_TLS_CERT and EDGECODER_TLS_KEY go together");
+    bool tls = rpc_tls_cfg_check(c->tls_ca, c->tls_cert, c->tls_key, production, "Coordinator", p);
     if (set(c->public_key_pem) && !set(c->private_key_pem))
         ec_cfg_problem(p, "COORDINATOR_PUBLIC_KEY_PEM",
                        "is set without COORDINATOR_PRIVATE_KEY_PEM (the key it belongs to)");
@@ -130,7 +127,11 @@ static void coord_check(const void *cfgp, bool production, struct ec_cfg_problem
         ec_key_free(priv);
         ec_key_free(pub);
     }
-    if (set(c->portal_service_url) && tls != 3)
+    if (set(c->inference_url) && !tls)
+        ec_cfg_problem(p, "INFERENCE_URL",
+                       "needs this coordinator's mTLS identity (EDGECODER_TLS_CA, "
+                       "EDGECODER_TLS_CERT, EDGECODER_TLS_KEY) to call Inference");
+    if (set(c->portal_service_url) && !tls)
         ec_cfg_problem(p, "PORTAL_SERVICE_URL",
                        "needs this coordinator's mTLS identity (EDGECODER_TLS_CA, "
                        "EDGECODER_TLS_CERT, EDGECODER_TLS_KEY) to call PortalInternal");
@@ -144,10 +145,6 @@ static void coord_check(const void *cfgp, bool production, struct ec_cfg_problem
                        "any caller could register and receive the mesh token)");
     if (!set(c->portal_service_token))
         ec_cfg_problem(p, "PORTAL_SERVICE_TOKEN", "is required when EDGECODER_ENV=production");
-    if (tls != 3)
-        ec_cfg_problem(p, "EDGECODER_TLS_CERT",
-                       "EDGECODER_TLS_CA, EDGECODER_TLS_CERT and EDGECODER_TLS_KEY are required "
-                       "when EDGECODER_ENV=production (the gRPC Coordinator service)");
 }
 
 static const struct ec_cfg_var coord_vars[] = {
@@ -219,13 +216,7 @@ static const struct ec_cfg_var coord_vars[] = {
       "a lease lasts the subtask's timeoutMs plus this; the holder's heartbeats extend it" },
     { "COORDINATOR_AGENT_ONLINE_WINDOW_MS", EC_CFG_INT, CFG(online_window_ms), "120000", 1000,
       86400000, 0, NULL, "an agent seen within this window counts as connected" },
-    { "EDGECODER_TLS_CA", EC_CFG_PATH, CFG(tls_ca), NULL, 0, 0, 0, NULL,
-      "PEM CA that signs every mesh certificate (gRPC server and portal client)" },
-    { "EDGECODER_TLS_CERT", EC_CFG_PATH, CFG(tls_cert), NULL, 0, 0, 0, NULL,
-      "PEM certificate of this coordinator (spiffe://edgecoder/coordinator/<id>); unset "
-      "(development only): no gRPC server" },
-    { "EDGECODER_TLS_KEY", EC_CFG_PATH, CFG(tls_key), NULL, 0, 0, EC_CFG_SECRET, NULL,
-      "PEM private key of EDGECODER_TLS_CERT" },
+    RPC_TLS_CFG_VARS(struct coord_config, "coordinator"),
     EDGE_ENV_CFG_VARS(struct coord_config, http),
     EC_LOG_ENV_CFG_VARS(struct coord_config, log),
 };

@@ -63,10 +63,7 @@ static void inf_check(const void *cfgp, bool production, struct ec_cfg_problems 
                        "is true but no coordinator key is trusted "
                        "(INFERENCE_COORDINATOR_PUBLIC_KEY_PEM or "
                        "INFERENCE_TRUSTED_COORDINATOR_KEYS_JSON): every call would be refused");
-    int tls = set(c->tls_ca) + set(c->tls_cert) + set(c->tls_key);
-    if (tls != 0 && tls != 3)
-        ec_cfg_problem(p, "EDGECODER_TLS_CERT",
-                       "EDGECODER_TLS_CA, EDGECODER_TLS_CERT and EDGECODER_TLS_KEY go together");
+    rpc_tls_cfg_check(c->tls_ca, c->tls_cert, c->tls_key, production, "Inference", p);
     if (!production)
         return;
     if (!set(c->auth_token))
@@ -75,10 +72,6 @@ static void inf_check(const void *cfgp, bool production, struct ec_cfg_problems 
         ec_cfg_problem(p, "INFERENCE_COORDINATOR_PUBLIC_KEY_PEM",
                        "a trusted coordinator key is required when EDGECODER_ENV=production "
                        "(or INFERENCE_TRUSTED_COORDINATOR_KEYS_JSON)");
-    if (tls != 3)
-        ec_cfg_problem(p, "EDGECODER_TLS_CERT",
-                       "EDGECODER_TLS_CA, EDGECODER_TLS_CERT and EDGECODER_TLS_KEY are required "
-                       "when EDGECODER_ENV=production (the gRPC Inference service)");
 }
 
 static const struct ec_cfg_var inf_vars[] = {
@@ -124,13 +117,7 @@ static const struct ec_cfg_var inf_vars[] = {
       NULL, "nonces remembered at once; a full cache refuses signed calls (RESOURCE_EXHAUSTED)" },
     { "INFERENCE_MAX_STREAMS", EC_CFG_INT, CFG(max_streams), "64", 1, 4096, 0, NULL,
       "concurrent Generate, Chat and PullModel streams" },
-    { "EDGECODER_TLS_CA", EC_CFG_PATH, CFG(tls_ca), NULL, 0, 0, 0, NULL,
-      "PEM CA that signs every mesh certificate (callers must present one it signed)" },
-    { "EDGECODER_TLS_CERT", EC_CFG_PATH, CFG(tls_cert), NULL, 0, 0, 0, NULL,
-      "PEM certificate of this service (spiffe://edgecoder/inference/<id>); unset "
-      "(development only): no gRPC server" },
-    { "EDGECODER_TLS_KEY", EC_CFG_PATH, CFG(tls_key), NULL, 0, 0, EC_CFG_SECRET, NULL,
-      "PEM private key of EDGECODER_TLS_CERT" },
+    RPC_TLS_CFG_VARS(struct inf_config, "inference"),
     EDGE_ENV_CFG_VARS(struct inf_config, http),
     EC_LOG_ENV_CFG_VARS(struct inf_config, log),
 };

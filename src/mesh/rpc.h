@@ -36,6 +36,25 @@ void rpc_runtime_shutdown(void);
 enum ec_status rpc_target_from_url(const char *url, int default_port, char **target,
                                    struct ec_err *err);
 
+/* The three variables of a service's mesh identity for its ec_cfg table; cfg_type has the fields
+ * char *tls_ca, *tls_cert, *tls_key; role is the SPIFFE role its certificate names. */
+/* clang-format off */
+#define RPC_TLS_CFG_VARS(cfg_type, role)                                                           \
+    { .env = "EDGECODER_TLS_CA", .type = EC_CFG_PATH, .offset = offsetof(cfg_type, tls_ca),        \
+      .desc = "PEM CA that signs every mesh certificate (peers must present one it signed)" },     \
+    { .env = "EDGECODER_TLS_CERT", .type = EC_CFG_PATH, .offset = offsetof(cfg_type, tls_cert),    \
+      .desc = "PEM certificate of this service (spiffe://edgecoder/" role "/<id>); unset "         \
+              "(development only): no gRPC server" },                                              \
+    { .env = "EDGECODER_TLS_KEY", .type = EC_CFG_PATH, .offset = offsetof(cfg_type, tls_key),      \
+      .flags = EC_CFG_SECRET, .desc = "PEM private key of EDGECODER_TLS_CERT" }
+/* clang-format on */
+
+struct ec_cfg_problems;
+/* For a service's config check: the three go together, and with production set they are
+ * required (service names the gRPC service in the message). True when all three are set. */
+bool rpc_tls_cfg_check(const char *ca, const char *cert, const char *key, bool production,
+                       const char *service, struct ec_cfg_problems *p);
+
 /* --- identity: spiffe://edgecoder/<role>/<id> ------------------------------------------------- */
 
 enum rpc_role {

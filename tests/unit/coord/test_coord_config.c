@@ -133,6 +133,28 @@ static void test_production_rules(void **state)
     clear_env();
 }
 
+static void test_inference_needs_the_mesh_identity(void **state)
+{
+    clear_env();
+    setenv("DATABASE_URL", "postgresql://x@127.0.0.1/x", 1);
+    setenv("INFERENCE_URL", "grpcs://inference:4402", 1);
+    struct coord_config cfg;
+    struct ec_cfg_problems p;
+    assert_int_equal(load(&cfg, &p), 1);
+    assert_non_null(strstr(p.text.data, "INFERENCE_URL: needs this coordinator's mTLS identity"));
+    ec_buf_release(&p.text);
+    ec_config_release(&coord_config_spec, &cfg);
+    setenv("EDGECODER_TLS_CA", "/etc/hostname", 1);
+    setenv("EDGECODER_TLS_CERT", "/etc/hostname", 1);
+    setenv("EDGECODER_TLS_KEY", "/etc/hostname", 1);
+    setenv("INFERENCE_AUTH_TOKEN", "inference-token-0123456789", 1);
+    assert_int_equal(load(&cfg, &p), 0);
+    assert_string_equal(cfg.inference_auth_token, "inference-token-0123456789");
+    assert_int_equal(cfg.inference_timeout_ms, 120000);
+    ec_config_release(&coord_config_spec, &cfg);
+    clear_env();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -140,6 +162,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_every_problem_at_once),
         cmocka_unit_test(test_production_rules),
+        cmocka_unit_test(test_inference_needs_the_mesh_identity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,6 @@
-/* Reading the seed's URL variables (PORTAL_SERVICE_URL, INFERENCE_URL, ...) as gRPC targets. */
+/* The mesh's configuration: the seed's URL variables (PORTAL_SERVICE_URL, INFERENCE_URL, ...) read
+ * as gRPC targets, and the checks of the TLS identity variables every gRPC service has. */
+#include "common/ec_config.h"
 #include "common/ec_mem.h"
 #include "mesh/rpc.h"
 
@@ -61,4 +63,24 @@ enum ec_status rpc_target_from_url(const char *url, int default_port, char **tar
     *target = ec_xmalloc(cap);
     snprintf(*target, cap, "%.*s:%ld", (int)hostlen, rest, port);
     return EC_OK;
+}
+
+static bool set(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+bool rpc_tls_cfg_check(const char *ca, const char *cert, const char *key, bool production,
+                       const char *service, struct ec_cfg_problems *p)
+{
+    int n = set(ca) + set(cert) + set(key);
+    if (n != 0 && n != 3)
+        ec_cfg_problem(p, "EDGECODER_TLS_CERT",
+                       "EDGECODER_TLS_CA, EDGECODER_TLS_CERT and EDGECODER_TLS_KEY go together");
+    else if (n == 0 && production)
+        ec_cfg_problem(p, "EDGECODER_TLS_CERT",
+                       "EDGECODER_TLS_CA, EDGECODER_TLS_CERT and EDGECODER_TLS_KEY are required "
+                       "when EDGECODER_ENV=production (the gRPC %s service)",
+                       service);
+    return n == 3;
 }
