@@ -99,8 +99,8 @@ enum ec_status coord_new(const struct coord_config *cfg, struct coord **out, str
     if (st != EC_OK)
         return st;
     if (set(cfg->portal_service_url) &&
-        (st = rpc_target_from_url(cfg->portal_service_url, COORD_PORTAL_GRPC_PORT, &c->portal_target,
-                                err)) != EC_OK)
+        (st = rpc_target_from_url(cfg->portal_service_url, COORD_PORTAL_GRPC_PORT,
+                                  &c->portal_target, err)) != EC_OK)
         return st;
 
     if (set(cfg->inference_url)) {
