@@ -242,6 +242,9 @@ const char *agent_resp_reason(const struct ec_http_response *resp);
 
 enum ec_status agent_provider_new(struct agent *a, struct agent_provider **out, struct ec_err *err);
 void agent_provider_free(struct agent_provider *p);
+/* Whether the provider can do work now: edgecoder-local always; ollama-local while Ollama
+ * answers with the model (agent_ollama_ready). */
+enum ec_status agent_provider_ready(struct agent *a, struct ec_err *err);
 /* Runs one job to a result (never fails: a failure is a result with ok false). */
 void agent_work_run(struct agent *a, const struct agent_job *job, struct agent_work_result *r);
 
@@ -262,6 +265,8 @@ struct agent_ollama;
 enum ec_status agent_ollama_new(const struct agent_config *cfg, struct agent_ollama **out,
                                 struct ec_err *err);
 void agent_ollama_free(struct agent_ollama *ol); /* NULL is a no-op */
+/* Ollama answers and has OLLAMA_MODEL pulled: EC_OK; else EC_EUNAVAIL saying which. */
+enum ec_status agent_ollama_ready(struct agent_ollama *ol, struct ec_err *err);
 void agent_ollama_run(struct agent *a, struct agent_ollama *ol, const struct agent_job *job,
                       enum sandbox_language lang, struct agent_work_result *r);
 

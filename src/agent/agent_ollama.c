@@ -46,6 +46,21 @@ void agent_ollama_free(struct agent_ollama *ol)
     free(ol);
 }
 
+enum ec_status agent_ollama_ready(struct agent_ollama *ol, struct ec_err *err)
+{
+    struct inf_ollama_models models = { 0 };
+    enum ec_status st = inf_ollama_tags(ol->client, &models, err);
+    bool has = st == EC_OK && inf_ollama_models_has(&models, ol->model);
+    inf_ollama_models_release(&models);
+    if (st != EC_OK)
+        return st;
+    if (!has)
+        return ec_err_set(err, EC_EUNAVAIL, "model_missing",
+                          "Ollama at %s has no model %.128s (ollama pull it)",
+                          inf_ollama_host(ol->client), ol->model);
+    return EC_OK;
+}
+
 /* The code in a model's answer: the first fenced block, else the whole answer trimmed. */
 static char *code_from_answer(const char *answer)
 {

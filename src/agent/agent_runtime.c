@@ -15,8 +15,10 @@
 #include <sys/utsname.h>
 #include <time.h>
 
-#define FLUSH_BATCH      32
-#define SHUTDOWN_STEP_MS 200
+#define FLUSH_BATCH         32
+#define SHUTDOWN_STEP_MS    200
+#define MODEL_UP_CHECK_MS   30000
+#define MODEL_DOWN_CHECK_MS 2000
 
 void agent_job_free(struct agent_job *job)
 {
@@ -270,6 +272,8 @@ struct loop {
     bool sandbox_warned;
     bool registered;
     bool dormant;
+    bool model_ok, model_warned; /* the provider can work (agent_provider_ready) */
+    int64_t next_model_check;
     int64_t wait_until;
     int64_t next_heartbeat;
     int64_t next_pull;
@@ -397,6 +401,27 @@ static bool sandbox_ready(struct agent *a, struct loop *l)
     return false;
 }
 
+/* Work goes through the local model: while it cannot answer, the agent keeps heartbeating and
+ * delivering but takes no work (it would only fail it; another agent may do it), checking again
+ * every MODEL_DOWN_CHECK_MS, and while it can, every MODEL_UP_CHECK_MS. */
+static bool model_ready(struct agent *a, struct loop *l, int64_t now)
+{
+    if (now < l->next_model_check)
+        return l->model_ok;
+    struct ec_err err = { 0 };
+    bool ok = agent_provider_ready(a, &err) == EC_OK;
+    if (ok && !l->model_ok && l->model_warned)
+        EC_INFO("the local model answers: taking work again", EC_LS("provider", a->cfg->provider));
+    if (!ok && (l->model_ok || !l->model_warned)) {
+        EC_WARN("the local model does not answer: taking no work until it does",
+                EC_LS("provider", a->cfg->provider), EC_LS("reason", err.msg));
+        l->model_warned = true;
+    }
+    l->model_ok = ok;
+    l->next_model_check = now + (ok ? MODEL_UP_CHECK_MS : MODEL_DOWN_CHECK_MS);
+    return ok;
+}
+
 /* One turn of the loop: whatever is due. */
 static void turn(struct agent *a, struct loop *l)
 {
@@ -418,6 +443,10 @@ static void turn(struct agent *a, struct loop *l)
     }
     if (!free_slot(a) || ec_mono_ms() < l->next_pull)
         return;
+    if (!model_ready(a, l, ec_mono_ms())) {
+        l->next_pull = l->next_model_check;
+        return;
+    }
     struct agent_job *job = NULL;
     int64_t defer_ms = 0;
     if (!handle(a, l, agent_pull(a, &job, &defer_ms)))

@@ -35,6 +35,11 @@ enum ec_status agent_provider_new(struct agent *a, struct agent_provider **out, 
     return EC_OK;
 }
 
+enum ec_status agent_provider_ready(struct agent *a, struct ec_err *err)
+{
+    return a->provider->ollama ? agent_ollama_ready(a->provider->ol, err) : EC_OK;
+}
+
 void agent_provider_free(struct agent_provider *p)
 {
     if (p == NULL)

@@ -1,7 +1,8 @@
 """`edgecoder agent` with LOCAL_MODEL_PROVIDER=ollama-local against the real coordinator and the
 fake Ollama (tests/fakes/fake_ollama.py): plan -> code -> run -> reflect, at most two iterations,
-Python and JavaScript, two subtasks at a time; a model that is down is a failed result that says
-so, not a hang."""
+Python and JavaScript, two subtasks at a time; while Ollama does not answer the agent takes no work,
+and takes it once Ollama is up, without a restart; a model error mid-task is a failed result that
+says so, not a hang."""
 
 import os
 import tempfile
@@ -121,16 +122,45 @@ class AgentOllama(harness.TestCase):
         self.assertEqual(agent.stop(), 0)
         self.assertEqual(self.coord.stop(), 0)
 
-    def test_model_down_is_a_failed_result(self):
-        dead = "http://127.0.0.1:%d" % harness.free_port()
-        self.submit("o-down", "Anything at all")
-        agent = self.agent(dead)
+    def task(self, task_id):
+        return harness.request("GET", self.base + "/tasks/" + task_id,
+                               headers={"x-mesh-token": MESH}).json()
+
+    def test_model_down_takes_no_work_until_it_answers(self):
+        port = harness.free_port()
+        self.submit("o-down", "Add forty and two. PYFIX")
+        agent = self.agent("http://127.0.0.1:%d" % port)
+        deadline = time.time() + 20
+        while time.time() < deadline and not [
+                l for l in agent.log_lines()
+                if l.get("msg", "").startswith("the local model does not answer")]:
+            time.sleep(0.1)
+        time.sleep(1.0)  # a few pull intervals: still nothing taken
+        sub = self.task("o-down")["subtasks"][0]
+        self.assertEqual((sub["state"], sub["attempts"]), ("queued", []), sub)
+        # Ollama comes up: the same agent, without a restart, takes the work and does it.
+        fake = harness.FakeOllama(SCRIPT, port=port)
+        self.addCleanup(fake.stop)
         res = self.wait_results(["o-down"], agent)["o-down"]
-        self.assertFalse(res["ok"])
-        self.assertTrue(res["error"].startswith("ollama_unavailable: "), res)
+        self.assertEqual((res["ok"], res["output"]), (True, "42\n"), res)
+        self.assertTrue([l for l in agent.log_lines()
+                         if l.get("msg") == "the local model answers: taking work again"])
         self.assertEqual(agent.stop(), 0)
         self.assertEqual(self.coord.stop(), 0)
 
+    def test_model_error_mid_task_is_a_failed_result(self):
+        script = dict(SCRIPT, rules=[{"pattern": "BOOM", "status": 500,
+                                      "error": "model runner crashed"}] + SCRIPT["rules"])
+        fake = harness.FakeOllama(script)
+        self.addCleanup(fake.stop)
+        self.submit("o-boom", "Print a name. BOOM")
+        agent = self.agent(fake.url)
+        res = self.wait_results(["o-boom"], agent)["o-boom"]
+        self.assertFalse(res["ok"])
+        self.assertTrue(res["error"].startswith("ollama_unavailable: "), res)
+        self.assertIn("model runner crashed", res["error"])
+        self.assertEqual(agent.stop(), 0)
+        self.assertEqual(self.coord.stop(), 0)
 
 if __name__ == "__main__":
     unittest.main()

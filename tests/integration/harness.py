@@ -311,8 +311,8 @@ class FakeOllama:
 
     PATH = os.path.join(ROOT, "tests", "fakes", "fake_ollama.py")
 
-    def __init__(self, script):
-        self.proc = subprocess.Popen(["/usr/bin/python3", self.PATH, "--port", "0"],
+    def __init__(self, script, port=0):
+        self.proc = subprocess.Popen(["/usr/bin/python3", self.PATH, "--port", str(port)],
                                      env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                                           "FAKE_OLLAMA_SCRIPT": json.dumps(script)},
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
