@@ -272,6 +272,27 @@ enum ec_status ec_key_sign(const struct ec_key *key, const void *msg, size_t n,
     return EC_OK;
 }
 
+enum ec_status ec_key_validate_ed25519_private_pem(const char *pem, struct ec_err *err)
+{
+    struct ec_key *key = NULL;
+    struct ec_err kerr = { 0 };
+    if (ec_key_load_private_pem(EC_KEY_ED25519, pem, strlen(pem), &key, &kerr) != EC_OK)
+        return ec_err_set(err, EC_EINVAL, NULL,
+                          "is not an unencrypted PKCS#8 Ed25519 private key PEM (%s)", kerr.msg);
+    ec_key_free(key);
+    return EC_OK;
+}
+
+enum ec_status ec_key_validate_ed25519_public_pem(const char *pem, struct ec_err *err)
+{
+    struct ec_key *key = NULL;
+    struct ec_err kerr = { 0 };
+    if (ec_key_load_public_pem(EC_KEY_ED25519, pem, strlen(pem), &key, &kerr) != EC_OK)
+        return ec_err_set(err, EC_EINVAL, NULL, "is not an Ed25519 public key PEM (%s)", kerr.msg);
+    ec_key_free(key);
+    return EC_OK;
+}
+
 static void sodium_init_once(void)
 {
     EC_ASSERT(sodium_init() >= 0);

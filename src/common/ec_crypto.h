@@ -70,6 +70,11 @@ void ec_key_free(struct ec_key *key);
  * key that is not Ed25519. */
 enum ec_status ec_key_sign(const struct ec_key *key, const void *msg, size_t n,
                            uint8_t sig[EC_ED25519_SIG_LEN], struct ec_err *err);
+/* Validators for a config table (ec_cfg_var.validate): an Ed25519 private key as unencrypted
+ * PKCS#8 PEM text, a public key as SPKI PEM text. The message never quotes the value. */
+enum ec_status ec_key_validate_ed25519_private_pem(const char *pem, struct ec_err *err);
+enum ec_status ec_key_validate_ed25519_public_pem(const char *pem, struct ec_err *err);
+
 enum ec_status ec_key_verify(const struct ec_key *key, const void *msg, size_t n, const void *sig,
                              size_t sig_len, struct ec_err *err);
 /* X25519: key must hold a private key, peer a public one. A peer that yields the all-zero secret

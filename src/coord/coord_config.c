@@ -22,27 +22,6 @@ static enum ec_status validate_peer_id(const char *v, struct ec_err *err)
     return EC_OK;
 }
 
-static enum ec_status validate_private_pem(const char *v, struct ec_err *err)
-{
-    struct ec_key *key = NULL;
-    struct ec_err kerr = { 0 };
-    if (ec_key_load_private_pem(EC_KEY_ED25519, v, strlen(v), &key, &kerr) != EC_OK)
-        return ec_err_set(err, EC_EINVAL, NULL,
-                          "is not an unencrypted PKCS#8 Ed25519 private key PEM (%s)", kerr.msg);
-    ec_key_free(key);
-    return EC_OK;
-}
-
-static enum ec_status validate_public_pem(const char *v, struct ec_err *err)
-{
-    struct ec_key *key = NULL;
-    struct ec_err kerr = { 0 };
-    if (ec_key_load_public_pem(EC_KEY_ED25519, v, strlen(v), &key, &kerr) != EC_OK)
-        return ec_err_set(err, EC_EINVAL, NULL, "is not an Ed25519 public key PEM (%s)", kerr.msg);
-    ec_key_free(key);
-    return EC_OK;
-}
-
 static enum ec_status validate_portal_url(const char *v, struct ec_err *err)
 {
     char *target = NULL;
@@ -163,11 +142,11 @@ static const struct ec_cfg_var coord_vars[] = {
     { "COORDINATOR_PEER_ID", EC_CFG_STR, CFG(peer_id), NULL, 0, 0, 0, validate_peer_id,
       "this coordinator's id; default coord-<first 12 hex of sha256(COORDINATOR_PUBLIC_URL)>" },
     { "COORDINATOR_PRIVATE_KEY_PEM", EC_CFG_STR, CFG(private_key_pem), NULL, 0, 0,
-      EC_CFG_SECRET | EC_CFG_REQUIRED_PROD, validate_private_pem,
+      EC_CFG_SECRET | EC_CFG_REQUIRED_PROD, ec_key_validate_ed25519_private_pem,
       "Ed25519 private key (PKCS#8 PEM text) signing ledger records; unset (development "
       "only): an ephemeral key per start, so old signatures stop verifying" },
     { "COORDINATOR_PUBLIC_KEY_PEM", EC_CFG_STR, CFG(public_key_pem), NULL, 0, 0, 0,
-      validate_public_pem,
+      ec_key_validate_ed25519_public_pem,
       "its public key (SPKI PEM text); derived from the private key when unset" },
     { "COORDINATOR_PUBLIC_URL", EC_CFG_URL, CFG(public_url), "http://127.0.0.1:4301", 0, 0, 0, NULL,
       "the URL peers and agents reach this coordinator at (GET /identity)" },

@@ -18,16 +18,6 @@ static enum ec_status validate_ollama_host(const char *v, struct ec_err *err)
     return st;
 }
 
-static enum ec_status validate_public_pem(const char *v, struct ec_err *err)
-{
-    struct ec_key *key = NULL;
-    struct ec_err kerr = { 0 };
-    if (ec_key_load_public_pem(EC_KEY_ED25519, v, strlen(v), &key, &kerr) != EC_OK)
-        return ec_err_set(err, EC_EINVAL, NULL, "is not an Ed25519 public key PEM (%s)", kerr.msg);
-    ec_key_free(key);
-    return EC_OK;
-}
-
 static enum ec_status validate_keys_json(const char *v, struct ec_err *err)
 {
     struct inf_sig_verifier *ver = inf_sig_verifier_new(NULL);
@@ -106,7 +96,8 @@ static const struct ec_cfg_var inf_vars[] = {
     { "INFERENCE_COORDINATOR_PEER_ID", EC_CFG_STR, CFG(coordinator_peer_id), NULL, 0, 0, 0, NULL,
       "peer id of the coordinator whose key is INFERENCE_COORDINATOR_PUBLIC_KEY_PEM" },
     { "INFERENCE_COORDINATOR_PUBLIC_KEY_PEM", EC_CFG_STR, CFG(coordinator_public_key_pem), NULL, 0,
-      0, 0, validate_public_pem, "a trusted coordinator's Ed25519 public key (SPKI PEM text)" },
+      0, 0, ec_key_validate_ed25519_public_pem,
+      "a trusted coordinator's Ed25519 public key (SPKI PEM text)" },
     { "INFERENCE_TRUSTED_COORDINATOR_KEYS_JSON", EC_CFG_STR, CFG(trusted_keys_json), NULL, 0, 0, 0,
       validate_keys_json, "more trusted coordinators: {\"peerId\":\"PEM\", ...}" },
     { "INFERENCE_MAX_SIGNATURE_SKEW_MS", EC_CFG_INT, CFG(max_skew_ms), "120000", 1000, 3600000, 0,
