@@ -7,7 +7,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define PROMPT_MAX        (256 * 1024)
 #define SNAPSHOT_REF_MAX  2048
 #define FALLBACK_TIMEOUT  30000 /* the original's fallback subtask */
 #define TASK_ID_FIELD_MAX COORD_ID_MAX
@@ -29,9 +28,34 @@ static bool snapshot_ref_ok(const char *s)
     return true;
 }
 
+/* The original's fallback: one subtask holding the prompt. */
+static void one_subtask(struct ec_arena *a, struct coord_task_spec *t)
+{
+    struct coord_subtask_spec *one = ec_arena_zalloc(a, sizeof(*one));
+    *one = (struct coord_subtask_spec){ .input = t->prompt,
+                                        .language = t->language,
+                                        .kind = "micro_loop",
+                                        .timeout_ms = FALLBACK_TIMEOUT };
+    t->decomposition_fallback = true;
+    t->subtasks = one;
+    t->n_subtasks = 1;
+}
+
 /* The task's subtasks: from Inference.Decompose when INFERENCE_URL is set, else (and whenever
  * the service cannot answer) one subtask holding the prompt, the original's fallback. The
  * service's own fallback (its model was unusable) is kept as it said. */
+/* A split the queue can store: the service's answer is checked here rather than blamed on the
+ * submitter, and one that would be refused falls back like an unreachable service. */
+static bool split_usable(const struct inf_decomposition *d)
+{
+    if (d->count == 0 || d->count > COORD_QUEUE_SUBTASKS_MAX)
+        return false;
+    for (size_t i = 0; i < d->count; i++)
+        if (strlen(d->subtasks[i].input) > COORD_QUEUE_TEXT_MAX)
+            return false;
+    return true;
+}
+
 static void decompose(struct coord *c, struct ec_arena *a, struct coord_task_spec *t)
 {
     struct inf_decomposition d = { 0 };
@@ -42,17 +66,13 @@ static void decompose(struct coord *c, struct ec_arena *a, struct coord_task_spe
             EC_WARN("decomposition failed: one subtask holds the prompt", EC_LS("task", t->task_id),
                     EC_LS("code", ec_err_code(&why)), EC_LS("error", why.msg));
             d.count = 0;
+        } else if (!split_usable(&d)) {
+            EC_WARN("decomposition failed: one subtask holds the prompt", EC_LS("task", t->task_id),
+                    EC_LS("code", "unusable_split"), EC_LI("subtasks", (int64_t)d.count));
         }
     }
-    if (d.count == 0) {
-        struct coord_subtask_spec *one = ec_arena_zalloc(a, sizeof(*one));
-        *one = (struct coord_subtask_spec){ .input = t->prompt,
-                                            .language = t->language,
-                                            .kind = "micro_loop",
-                                            .timeout_ms = FALLBACK_TIMEOUT };
-        t->decomposition_fallback = true;
-        t->subtasks = one;
-        t->n_subtasks = 1;
+    if (!split_usable(&d)) {
+        one_subtask(a, t);
         return;
     }
     struct coord_subtask_spec *subs = ec_arena_zalloc(a, d.count * sizeof(*subs));
@@ -62,11 +82,12 @@ static void decompose(struct coord *c, struct ec_arena *a, struct coord_task_spe
             s->language != NULL && s->language[0] != '\0' ? s->language : t->language;
         if (strcmp(lang, "python") != 0 && strcmp(lang, "javascript") != 0)
             lang = t->language; /* the model named a language no agent runs */
-        subs[i] = (struct coord_subtask_spec){ .input = s->input,
-                                               .language = lang,
-                                               .kind = "micro_loop",
-                                               .timeout_ms = s->timeout_ms > 0 ? s->timeout_ms
-                                                                               : FALLBACK_TIMEOUT };
+        int64_t timeout = s->timeout_ms > 0 ? s->timeout_ms : FALLBACK_TIMEOUT;
+        if (timeout > COORD_QUEUE_TIMEOUT_MAX_MS)
+            timeout = COORD_QUEUE_TIMEOUT_MAX_MS;
+        subs[i] = (struct coord_subtask_spec){
+            .input = s->input, .language = lang, .kind = "micro_loop", .timeout_ms = timeout
+        };
     }
     t->decomposition_fallback = d.fallback;
     t->subtasks = subs;
@@ -78,7 +99,8 @@ enum ec_status coord__parse_submit(const json_t *b, struct coord_task_spec *t, s
     int64_t priority = 50;
     enum ec_status st;
     if ((st = coord__field_id(b, "taskId", true, &t->task_id, err)) != EC_OK ||
-        (st = coord__field_str(b, "prompt", true, 1, PROMPT_MAX, NULL, &t->prompt, err)) != EC_OK ||
+        (st = coord__field_str(b, "prompt", true, 1, COORD_QUEUE_TEXT_MAX, NULL, &t->prompt,
+                               err)) != EC_OK ||
         (st = coord__field_enum(b, "language", languages, false, "python", &t->language, err)) !=
             EC_OK ||
         (st = coord__field_str(b, "snapshotRef", true, 1, SNAPSHOT_REF_MAX, NULL, &t->snapshot_ref,

@@ -28,6 +28,19 @@ enum ec_status coord_queue_new(const struct coord_queue_opts *opts, struct coord
                                struct ec_err *err);
 void coord_queue_free(struct coord_queue *q); /* NULL is a no-op */
 
+/* Limits on what the queue stores; anything longer is EC_EINVAL/EC_ETOOBIG naming the field. */
+#define COORD_QUEUE_ID_MAX          128          /* task, agent, project, tenant, account, model */
+#define COORD_QUEUE_REF_MAX         2048         /* snapshotRef */
+#define COORD_QUEUE_TEXT_MAX        (256 * 1024) /* prompt, subtask input, result output */
+#define COORD_QUEUE_ERROR_MAX       (64 * 1024)  /* result error */
+#define COORD_QUEUE_NONCE_MAX       256          /* reportNonce, reportSignature */
+#define COORD_QUEUE_SUBTASKS_MAX    64
+#define COORD_QUEUE_DEPS_MAX        16
+#define COORD_QUEUE_TIMEOUT_MAX_MS  (60 * 60 * 1000)
+#define COORD_QUEUE_TIMEOUT_DEFAULT 60000 /* the original's subtask timeoutMs */
+#define COORD_QUEUE_ATTEMPTS_MAX    20
+#define COORD_QUEUE_GRACE_MAX_MS    (60 * 60 * 1000)
+
 struct coord_subtask_spec {
     const char *input;
     const char *language; /* "python" | "javascript" */

@@ -9,19 +9,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Limits on what the queue stores; anything longer is EC_EINVAL/EC_ETOOBIG naming the field. */
-#define COORD_QUEUE_ID_MAX          128          /* task, agent, project, tenant, account, model */
-#define COORD_QUEUE_REF_MAX         2048         /* snapshotRef */
-#define COORD_QUEUE_TEXT_MAX        (256 * 1024) /* prompt, subtask input, result output */
-#define COORD_QUEUE_ERROR_MAX       (64 * 1024)  /* result error */
-#define COORD_QUEUE_NONCE_MAX       256          /* reportNonce, reportSignature */
-#define COORD_QUEUE_SUBTASKS_MAX    64
-#define COORD_QUEUE_DEPS_MAX        16
-#define COORD_QUEUE_TIMEOUT_MAX_MS  (60 * 60 * 1000)
-#define COORD_QUEUE_TIMEOUT_DEFAULT 60000 /* the original's subtask timeoutMs */
-#define COORD_QUEUE_ATTEMPTS_MAX    20
-#define COORD_QUEUE_GRACE_MAX_MS    (60 * 60 * 1000)
-
 /* Most projects one claim compares for fairness. With more projects holding queued work, the
  * claim chooses among the first ones by project id (documented in the README's queue section). */
 #define COORD_QUEUE_PROJECT_SCAN 256

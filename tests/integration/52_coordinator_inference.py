@@ -4,6 +4,7 @@ service's own fallback is stored as such; a wrong token, an untrusted coordinato
 unreachable service leave the coordinator to fall back to one subtask holding the prompt, and say
 so in its log; resubmitting the same task answers the stored subtask ids."""
 
+import json
 import time
 import unittest
 
@@ -22,7 +23,9 @@ PLAN = ("Here you go:\n```json\n[\n"
         "]\n```")
 SCRIPT = {"models": ["qwen2.5:7b"],
           "rules": [{"pattern": "adder service", "response": PLAN},
-                    {"pattern": "unsplittable", "response": "I cannot split this."}],
+                    {"pattern": "unsplittable", "response": "I cannot split this."},
+                    {"pattern": "oversized split", "response": json.dumps(
+                        [{"input": "x" * 300000}, {"input": "print(2)"}])}],
           "default": {"response": "[]"}}
 
 
@@ -135,6 +138,14 @@ class CoordinatorInference(harness.TestCase):
         self.assertTrue(lines, proc.output()[-2000:])
         self.assertEqual(lines[-1].get("code"), code, lines[-1])
         self.assertNotIn(INF_TOKEN, proc.output())
+
+    def test_oversized_subtask_never_refuses_the_submission(self):
+        # A model's 300 KB subtask is over what the queue stores (256 KiB): the service drops it
+        # and the rest of the split is stored; the submitter is not answered with a 400.
+        _, base = self.coordinator("big")
+        r = self.submit(base, "big-1", "An oversized split please")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.inputs(self.task(base, "big-1")), [("print(2)", "python")])
 
     def test_wrong_token_falls_back_locally(self):
         proc, base = self.coordinator("tok", INFERENCE_AUTH_TOKEN="not-the-token-0123456789")

@@ -312,9 +312,14 @@ class FakeOllama:
     PATH = os.path.join(ROOT, "tests", "fakes", "fake_ollama.py")
 
     def __init__(self, script, port=0):
-        self.proc = subprocess.Popen(["/usr/bin/python3", self.PATH, "--port", str(port)],
-                                     env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                          "FAKE_OLLAMA_SCRIPT": json.dumps(script)},
+        # A file rather than the environment: a script may hold answers over the 128 KiB an
+        # environment variable can carry.
+        fd, path = tempfile.mkstemp(prefix="ec-fake-ollama-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(script, f)
+        self.proc = subprocess.Popen(["/usr/bin/python3", self.PATH, "--port", str(port),
+                                      "--script", path],
+                                     env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         line = self.proc.stdout.readline().decode()
         assert line.startswith("PORT "), line
